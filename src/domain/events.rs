@@ -1,0 +1,366 @@
+//! The domain events of the WorkflowRun and Task aggregates, their topics, and
+//! their `state` bytes as STORAGE.md defines them.
+
+use crate::domain::codec;
+use crate::domain::upcasters::Upcasters;
+use crate::domain::value::Value;
+use crate::error::{Error, Result};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Timelike, Utc};
+use uuid::Uuid;
+
+pub const WORKFLOW_RUN_TOPIC: &str = "biomero.eventsourcing:WorkflowRun";
+pub const TASK_TOPIC: &str = "biomero.eventsourcing:Task";
+
+/// Every event type, with its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    WorkflowInitiated,
+    TaskAdded,
+    WorkflowStarted,
+    WorkflowCompleted,
+    WorkflowFailed,
+    TaskCreated,
+    JobIdAdded,
+    StatusUpdated,
+    ProgressUpdated,
+    ResultAdded,
+    TaskStarted,
+    TaskCompleted,
+    TaskFailed,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 13] = [
+        EventType::WorkflowInitiated,
+        EventType::TaskAdded,
+        EventType::WorkflowStarted,
+        EventType::WorkflowCompleted,
+        EventType::WorkflowFailed,
+        EventType::TaskCreated,
+        EventType::JobIdAdded,
+        EventType::StatusUpdated,
+        EventType::ProgressUpdated,
+        EventType::ResultAdded,
+        EventType::TaskStarted,
+        EventType::TaskCompleted,
+        EventType::TaskFailed,
+    ];
+
+    pub fn topic(self) -> &'static str {
+        use EventType::*;
+        match self {
+            WorkflowInitiated => "biomero.eventsourcing:WorkflowRun.WorkflowInitiated",
+            TaskAdded => "biomero.eventsourcing:WorkflowRun.TaskAdded",
+            WorkflowStarted => "biomero.eventsourcing:WorkflowRun.WorkflowStarted",
+            WorkflowCompleted => "biomero.eventsourcing:WorkflowRun.WorkflowCompleted",
+            WorkflowFailed => "biomero.eventsourcing:WorkflowRun.WorkflowFailed",
+            TaskCreated => "biomero.eventsourcing:Task.TaskCreated",
+            JobIdAdded => "biomero.eventsourcing:Task.JobIdAdded",
+            StatusUpdated => "biomero.eventsourcing:Task.StatusUpdated",
+            ProgressUpdated => "biomero.eventsourcing:Task.ProgressUpdated",
+            ResultAdded => "biomero.eventsourcing:Task.ResultAdded",
+            TaskStarted => "biomero.eventsourcing:Task.TaskStarted",
+            TaskCompleted => "biomero.eventsourcing:Task.TaskCompleted",
+            TaskFailed => "biomero.eventsourcing:Task.TaskFailed",
+        }
+    }
+
+    pub fn from_topic(topic: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.topic() == topic)
+    }
+
+    /// The field names after `timestamp` (and `originator_topic`), in
+    /// declaration order.
+    pub fn fields(self) -> &'static [&'static str] {
+        use EventType::*;
+        match self {
+            WorkflowInitiated => &["name", "description", "user", "group"],
+            TaskAdded => &["task_id"],
+            WorkflowStarted | WorkflowCompleted | TaskStarted => &[],
+            WorkflowFailed | TaskFailed => &["error_message"],
+            TaskCreated => &["workflow_id", "task_name", "task_version", "input_data", "params"],
+            JobIdAdded => &["job_id"],
+            StatusUpdated => &["status"],
+            ProgressUpdated => &["progress"],
+            ResultAdded | TaskCompleted => &["result"],
+        }
+    }
+
+    /// The aggregate topic a created event carries, if this is one.
+    pub fn originator_topic(self) -> Option<&'static str> {
+        match self {
+            EventType::WorkflowInitiated => Some(WORKFLOW_RUN_TOPIC),
+            EventType::TaskCreated => Some(TASK_TOPIC),
+            _ => None,
+        }
+    }
+
+    pub fn is_workflow_event(self) -> bool {
+        self.topic().starts_with(WORKFLOW_RUN_TOPIC)
+    }
+}
+
+/// One domain event: its identity in the log and its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub originator_id: Uuid,
+    pub originator_version: i64,
+    pub timestamp: DateTime<Utc>,
+    pub payload: Payload,
+}
+
+/// What each event says. Fields that BIOMERO's Python code never type-checked
+/// keep the stored [`Value`], so that a store is read back exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    WorkflowInitiated { name: Value, description: Value, user: Value, group: Value },
+    TaskAdded { task_id: Uuid },
+    WorkflowStarted,
+    WorkflowCompleted,
+    WorkflowFailed { error_message: Value },
+    TaskCreated { workflow_id: Uuid, task_name: Value, task_version: Value, input_data: Value, params: Value },
+    JobIdAdded { job_id: Value },
+    StatusUpdated { status: Value },
+    ProgressUpdated { progress: Value },
+    ResultAdded { result: Value },
+    TaskStarted,
+    TaskCompleted { result: Value },
+    TaskFailed { error_message: Value },
+}
+
+impl Payload {
+    pub fn event_type(&self) -> EventType {
+        use Payload::*;
+        match self {
+            WorkflowInitiated { .. } => EventType::WorkflowInitiated,
+            TaskAdded { .. } => EventType::TaskAdded,
+            WorkflowStarted => EventType::WorkflowStarted,
+            WorkflowCompleted => EventType::WorkflowCompleted,
+            WorkflowFailed { .. } => EventType::WorkflowFailed,
+            TaskCreated { .. } => EventType::TaskCreated,
+            JobIdAdded { .. } => EventType::JobIdAdded,
+            StatusUpdated { .. } => EventType::StatusUpdated,
+            ProgressUpdated { .. } => EventType::ProgressUpdated,
+            ResultAdded { .. } => EventType::ResultAdded,
+            TaskStarted => EventType::TaskStarted,
+            TaskCompleted { .. } => EventType::TaskCompleted,
+            TaskFailed { .. } => EventType::TaskFailed,
+        }
+    }
+
+    /// The field values in the order of [`EventType::fields`].
+    fn values(&self) -> Vec<Value> {
+        use Payload::*;
+        match self {
+            WorkflowInitiated { name, description, user, group } => {
+                vec![name.clone(), description.clone(), user.clone(), group.clone()]
+            }
+            TaskAdded { task_id } => vec![Value::Uuid(*task_id)],
+            WorkflowStarted | WorkflowCompleted | TaskStarted => vec![],
+            WorkflowFailed { error_message } | TaskFailed { error_message } => vec![error_message.clone()],
+            TaskCreated { workflow_id, task_name, task_version, input_data, params } => vec![
+                Value::Uuid(*workflow_id),
+                task_name.clone(),
+                task_version.clone(),
+                input_data.clone(),
+                params.clone(),
+            ],
+            JobIdAdded { job_id } => vec![job_id.clone()],
+            StatusUpdated { status } => vec![status.clone()],
+            ProgressUpdated { progress } => vec![progress.clone()],
+            ResultAdded { result } | TaskCompleted { result } => vec![result.clone()],
+        }
+    }
+
+    fn from_fields(ty: EventType, mut fields: Vec<(String, Value)>) -> Result<Payload> {
+        let mut take = |name: &str| -> Result<Value> {
+            match fields.iter().position(|(k, _)| k == name) {
+                Some(i) => Ok(fields.swap_remove(i).1),
+                None => Err(Error::decode(format!("{} has no field {name:?}", ty.topic()))),
+            }
+        };
+        use EventType as T;
+        Ok(match ty {
+            T::WorkflowInitiated => Payload::WorkflowInitiated {
+                name: take("name")?,
+                description: take("description")?,
+                user: take("user")?,
+                group: take("group")?,
+            },
+            T::TaskAdded => Payload::TaskAdded { task_id: uuid_field(ty, "task_id", take("task_id")?)? },
+            T::WorkflowStarted => Payload::WorkflowStarted,
+            T::WorkflowCompleted => Payload::WorkflowCompleted,
+            T::WorkflowFailed => Payload::WorkflowFailed { error_message: take("error_message")? },
+            T::TaskCreated => Payload::TaskCreated {
+                workflow_id: uuid_field(ty, "workflow_id", take("workflow_id")?)?,
+                task_name: take("task_name")?,
+                task_version: take("task_version")?,
+                input_data: take("input_data")?,
+                params: take("params")?,
+            },
+            T::JobIdAdded => Payload::JobIdAdded { job_id: take("job_id")? },
+            T::StatusUpdated => Payload::StatusUpdated { status: take("status")? },
+            T::ProgressUpdated => Payload::ProgressUpdated { progress: take("progress")? },
+            T::ResultAdded => Payload::ResultAdded { result: take("result")? },
+            T::TaskStarted => Payload::TaskStarted,
+            T::TaskCompleted => Payload::TaskCompleted { result: take("result")? },
+            T::TaskFailed => Payload::TaskFailed { error_message: take("error_message")? },
+        })
+    }
+}
+
+fn uuid_field(ty: EventType, name: &str, v: Value) -> Result<Uuid> {
+    match v {
+        Value::Uuid(u) => Ok(u),
+        Value::Str(s) => codec::parse_uuid(&s).ok_or_else(|| Error::decode(format!("{}: {name} is not a UUID", ty.topic()))),
+        _ => Err(Error::decode(format!("{}: {name} is not a UUID", ty.topic()))),
+    }
+}
+
+/// Python's `datetime.isoformat()` of an aware UTC datetime.
+pub fn format_timestamp(t: &DateTime<Utc>) -> String {
+    if t.nanosecond() / 1000 == 0 {
+        t.to_rfc3339_opts(SecondsFormat::Secs, false)
+    } else {
+        t.to_rfc3339_opts(SecondsFormat::Micros, false)
+    }
+}
+
+/// Reads `datetime.fromisoformat()` text; a naive time counts as UTC.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
+}
+
+/// The current time at the microsecond resolution Python stores.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+}
+
+impl Event {
+    pub fn event_type(&self) -> EventType {
+        self.payload.event_type()
+    }
+
+    pub fn topic(&self) -> &'static str {
+        self.event_type().topic()
+    }
+
+    /// The `state` bytes of this event, byte-identical to Python's.
+    pub fn encode_state(&self, upcasters: &Upcasters) -> Vec<u8> {
+        let ty = self.event_type();
+        let mut out = String::with_capacity(160);
+        out.push_str("{\"timestamp\":{\"_type_\":\"datetime_iso\",\"_data_\":\"");
+        out.push_str(&format_timestamp(&self.timestamp));
+        out.push_str("\"}");
+        if let Some(topic) = ty.originator_topic() {
+            out.push_str(",\"originator_topic\":");
+            codec::write_str(topic, &mut out);
+        }
+        for (name, value) in ty.fields().iter().zip(self.payload.values()) {
+            out.push(',');
+            codec::write_str(name, &mut out);
+            out.push(':');
+            codec::encode_into(&value, &mut out);
+        }
+        let version = upcasters.current_version(ty);
+        if version > 1 {
+            out.push_str(",\"class_version\":");
+            out.push_str(&version.to_string());
+        }
+        out.push('}');
+        out.into_bytes()
+    }
+
+    /// Reads a stored event; `Ok(None)` for a topic this version does not know.
+    pub fn decode(
+        originator_id: Uuid,
+        originator_version: i64,
+        topic: &str,
+        state: &[u8],
+        upcasters: &Upcasters,
+    ) -> Result<Option<Event>> {
+        let Some(ty) = EventType::from_topic(topic) else {
+            return Ok(None);
+        };
+        let Value::Dict(mut fields) = codec::decode(state)? else {
+            return Err(Error::decode(format!("{topic}: state is not a JSON object")));
+        };
+        let stored_version = match fields.iter().position(|(k, _)| k == "class_version") {
+            Some(i) => match fields.remove(i).1 {
+                Value::Int(v) if v >= 1 => v as u32,
+                other => return Err(Error::decode(format!("{topic}: invalid class_version {other:?}"))),
+            },
+            None => 1,
+        };
+        upcasters.upcast(ty, stored_version, &mut fields)?;
+        let timestamp = match fields.iter().position(|(k, _)| k == "timestamp") {
+            Some(i) => match fields.swap_remove(i).1 {
+                Value::DateTime(text) => parse_timestamp(&text)
+                    .ok_or_else(|| Error::decode(format!("{topic}: invalid timestamp {text:?}")))?,
+                _ => return Err(Error::decode(format!("{topic}: timestamp is not a datetime"))),
+            },
+            None => return Err(Error::decode(format!("{topic}: no timestamp"))),
+        };
+        fields.retain(|(k, _)| k != "originator_topic");
+        let payload = Payload::from_fields(ty, fields)?;
+        Ok(Some(Event { originator_id, originator_version, timestamp, payload }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_created_state_is_byte_identical_to_python() {
+        // The real example row of STORAGE.md.
+        let wf = Uuid::parse_str("724e55e58b044a2fa7b2cc652e955e43").unwrap();
+        let ev = Event {
+            originator_id: Uuid::new_v4(),
+            originator_version: 0,
+            timestamp: parse_timestamp("2026-11-27T04:40:48.699730+00:00").unwrap(),
+            payload: Payload::TaskCreated {
+                workflow_id: wf,
+                task_name: "_SLURM_Image_Transfer.py".into(),
+                task_version: "1.0".into(),
+                input_data: Value::Dict(vec![("ids".into(), Value::List(vec![Value::Int(1), Value::Int(2)]))]),
+                params: Value::Dict(vec![("x".into(), Value::Float(1.5))]),
+            },
+        };
+        let expected = r#"{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-27T04:40:48.699730+00:00"},"originator_topic":"biomero.eventsourcing:Task","workflow_id":{"_type_":"uuid_hex","_data_":"724e55e58b044a2fa7b2cc652e955e43"},"task_name":"_SLURM_Image_Transfer.py","task_version":"1.0","input_data":{"ids":[1,2]},"params":{"x":1.5}}"#;
+        let up = Upcasters::standard();
+        assert_eq!(String::from_utf8(ev.encode_state(up)).unwrap(), expected);
+        let back = Event::decode(ev.originator_id, 0, ev.topic(), expected.as_bytes(), up).unwrap().unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn timestamps_drop_a_zero_fraction_like_isoformat() {
+        let t = parse_timestamp("2026-01-02T03:04:05+00:00").unwrap();
+        assert_eq!(format_timestamp(&t), "2026-01-02T03:04:05+00:00");
+        let t = parse_timestamp("2026-01-02T03:04:05.000100+00:00").unwrap();
+        assert_eq!(format_timestamp(&t), "2026-01-02T03:04:05.000100+00:00");
+    }
+
+    #[test]
+    fn unknown_topics_are_skipped_not_errors() {
+        let r = Event::decode(Uuid::nil(), 0, "other:Thing.Happened", b"not json", Upcasters::standard());
+        assert!(matches!(r, Ok(None)));
+    }
+
+    #[test]
+    fn missing_fields_are_decode_errors() {
+        let r = Event::decode(
+            Uuid::nil(),
+            1,
+            EventType::StatusUpdated.topic(),
+            br#"{"timestamp":{"_type_":"datetime_iso","_data_":"2026-01-02T03:04:05+00:00"}}"#,
+            Upcasters::standard(),
+        );
+        assert!(matches!(r, Err(Error::Decode(_))));
+    }
+}

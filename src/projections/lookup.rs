@@ -1,0 +1,1 @@
+//! What projectors read from the event store (to be written).

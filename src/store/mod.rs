@@ -1,0 +1,240 @@
+//! The event store: one trait, an SQLite and a Postgres implementation, and
+//! the process-wide registry that shares one store (pool) per URL.
+//!
+//! A store hands out transactions ([`Tx`]). The same transaction appends the
+//! command's events and runs the projectors, so events, view rows and tracking
+//! positions commit together or not at all.
+
+pub mod postgres;
+pub mod schema;
+pub mod sqlite;
+pub mod url;
+
+use crate::error::{Error, Result};
+use chrono::NaiveDateTime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use uuid::Uuid;
+
+pub use url::DbUrl;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// An event as the events table stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub originator_id: Uuid,
+    pub originator_version: i64,
+    pub topic: String,
+    pub state: Vec<u8>,
+}
+
+/// A stored event with its notification id (its position in the log).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub id: i64,
+    pub event: StoredEvent,
+}
+
+/// A value bound to or read from SQL, whatever the backend's column type.
+/// UUIDs and times are written in each backend's own format (STORAGE.md).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sql {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Uuid(Uuid),
+    /// Naive UTC.
+    Time(NaiveDateTime),
+}
+
+/// What a query column holds, so that each backend can read its own format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Real,
+    Text,
+    Uuid,
+    Time,
+}
+
+impl Sql {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Sql::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Sql::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_uuid(&self) -> Option<Uuid> {
+        match self {
+            Sql::Uuid(u) => Some(*u),
+            _ => None,
+        }
+    }
+    pub fn as_time(&self) -> Option<NaiveDateTime> {
+        match self {
+            Sql::Time(t) => Some(*t),
+            _ => None,
+        }
+    }
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Sql::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl From<Option<String>> for Sql {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Sql::Null, Sql::Text)
+    }
+}
+
+impl From<Option<i64>> for Sql {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Sql::Null, Sql::Int)
+    }
+}
+
+impl From<Option<NaiveDateTime>> for Sql {
+    fn from(v: Option<NaiveDateTime>) -> Self {
+        v.map_or(Sql::Null, Sql::Time)
+    }
+}
+
+/// One open transaction. SQL text uses `$1, $2, ...` placeholders on both
+/// backends.
+pub trait Tx {
+    fn backend(&self) -> Backend;
+
+    /// An aggregate's events in version order, with their notification ids.
+    fn load_events(&mut self, originator_id: Uuid) -> Result<Vec<Notification>>;
+
+    /// Appends events, returning their notification ids. A taken
+    /// (originator_id, originator_version) gives [`Error::Conflict`].
+    fn append(&mut self, events: &[StoredEvent]) -> Result<Vec<i64>>;
+
+    /// Serialises this transaction with every other writer of the log
+    /// (Postgres: the reference's exclusive table lock; SQLite: writers are
+    /// serialised by `BEGIN IMMEDIATE` already).
+    fn lock_log(&mut self) -> Result<()>;
+
+    /// Notifications with `after < id <= upto`, in id order, at most `limit`.
+    fn notifications(&mut self, after: i64, upto: Option<i64>, limit: usize) -> Result<Vec<Notification>>;
+
+    /// The highest notification id, 0 for an empty log.
+    fn max_notification_id(&mut self) -> Result<i64>;
+
+    fn execute(&mut self, sql: &str, params: &[Sql]) -> Result<u64>;
+
+    fn query(&mut self, sql: &str, params: &[Sql], kinds: &[Kind]) -> Result<Vec<Vec<Sql>>>;
+
+    /// Several statements without parameters (DDL).
+    fn execute_batch(&mut self, sql: &str) -> Result<()>;
+
+    /// Whether a table exists.
+    fn table_exists(&mut self, table: &str) -> Result<bool>;
+}
+
+/// A store: hands out transactions on pooled connections.
+pub trait EventStore: Send + Sync {
+    fn backend(&self) -> Backend;
+
+    /// The URL with its password masked.
+    fn masked_url(&self) -> String;
+
+    /// Runs `f` in a write transaction and commits it when `f` returns Ok;
+    /// rolls back otherwise.
+    fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+
+    /// Runs `f` in a read-only transaction.
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+}
+
+/// Runs `f` in a write transaction and returns its value.
+pub fn write_tx<T>(store: &dyn EventStore, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    let mut out = None;
+    store.write(&mut |tx| {
+        out = Some(f(tx)?);
+        Ok(())
+    })?;
+    Ok(out.expect("write closure ran"))
+}
+
+/// Runs `f` in a read transaction and returns its value.
+pub fn read_tx<T>(store: &dyn EventStore, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    let mut out = None;
+    store.read(&mut |tx| {
+        out = Some(f(tx)?);
+        Ok(())
+    })?;
+    Ok(out.expect("read closure ran"))
+}
+
+/// The URL to use: the argument, else `SQLALCHEMY_URL`.
+pub fn resolve_url(url: Option<&str>) -> Result<String> {
+    if let Ok(module) = std::env::var("PERSISTENCE_MODULE") {
+        if !module.is_empty() && module != "eventsourcing_sqlalchemy" {
+            return Err(Error::value(format!(
+                "PERSISTENCE_MODULE={module:?} is not supported; biomero_rs reads and writes the \
+                 eventsourcing_sqlalchemy layout (unset it or set it to eventsourcing_sqlalchemy)"
+            )));
+        }
+    }
+    match url {
+        Some(u) => Ok(u.to_owned()),
+        None => std::env::var("SQLALCHEMY_URL").map_err(|_| {
+            Error::value("url: no database URL given; pass url= or set SQLALCHEMY_URL (e.g. sqlite:///biomero.db)")
+        }),
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<String, Arc<dyn EventStore>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn EventStore>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+/// The store for `url`, shared by every object of this process that uses the
+/// same URL (one pool per URL; one database for `sqlite:///:memory:`). The
+/// event and tracking tables are created on first open.
+pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
+    let parsed = DbUrl::parse(url)?;
+    let key = url.trim().to_owned();
+    if let Some(store) = registry().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(store.clone());
+    }
+    let store: Arc<dyn EventStore> = match &parsed {
+        DbUrl::Sqlite { location, synchronous } => Arc::new(sqlite::SqliteStore::open(location, *synchronous)?),
+        DbUrl::Postgres(target) => Arc::new(postgres::PostgresStore::open(target, parsed.masked())?),
+    };
+    write_tx(store.as_ref(), schema::ensure_event_tables)?;
+    let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+    Ok(reg.entry(key).or_insert(store).clone())
+}
+
+/// Forgets the shared store of `url` (its pool closes when the last user
+/// drops it). A memory database is dropped with it.
+pub fn close(url: &str) {
+    registry().lock().unwrap_or_else(|e| e.into_inner()).remove(url.trim());
+}

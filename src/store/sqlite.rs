@@ -1,0 +1,290 @@
+//! The SQLite event store (rusqlite with bundled SQLite, pooled by r2d2).
+//!
+//! WAL journal, `synchronous=FULL` unless the URL asks for `normal`, a busy
+//! timeout instead of "database is locked", and `BEGIN IMMEDIATE` for every
+//! write so that writers queue instead of failing.
+
+use crate::error::{Error, Result};
+use crate::store::schema::EVENTS_TABLE;
+use crate::store::url::{SqliteLocation, Synchronous};
+use crate::store::{Backend, EventStore, Kind, Notification, Sql, StoredEvent, Tx};
+use chrono::NaiveDateTime;
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params_from_iter, Connection, ErrorCode, ToSql, TransactionBehavior};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How long a writer waits for another writer's lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// SQLAlchemy's SQLite DATETIME text.
+pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
+
+pub struct SqliteStore {
+    pool: Pool<SqliteConnectionManager>,
+    masked: String,
+}
+
+impl SqliteStore {
+    pub fn open(location: &SqliteLocation, synchronous: Synchronous) -> Result<SqliteStore> {
+        let sync = match synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        let (manager, max_size, masked) = match location {
+            SqliteLocation::Memory => (SqliteConnectionManager::memory(), 1, "sqlite:///:memory:".to_owned()),
+            SqliteLocation::File(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    if !dir.is_dir() {
+                        return Err(Error::value(format!(
+                            "url: the folder of the SQLite file {} does not exist",
+                            path.display()
+                        )));
+                    }
+                }
+                (SqliteConnectionManager::file(path), 8, format!("sqlite:///{}", path.display()))
+            }
+        };
+        let is_file = matches!(location, SqliteLocation::File(_));
+        let manager = manager.with_init(move |c: &mut Connection| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            if is_file {
+                let _: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            }
+            c.execute_batch(&format!("PRAGMA synchronous={sync};"))?;
+            Ok(())
+        });
+        // A memory database lives as long as its one connection: keep it.
+        let pool = Pool::builder()
+            .max_size(max_size)
+            .min_idle(if is_file { Some(0) } else { Some(1) })
+            .idle_timeout(if is_file { Some(Duration::from_secs(600)) } else { None })
+            .max_lifetime(if is_file { Some(Duration::from_secs(3600)) } else { None })
+            .connection_timeout(BUSY_TIMEOUT)
+            .build(manager)
+            .map_err(|e| db_err(&masked, e))?;
+        Ok(SqliteStore { pool, masked })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+        self.pool.get().map_err(|e| db_err(&self.masked, e))
+    }
+}
+
+fn db_err(url: &str, e: impl std::fmt::Display) -> Error {
+    Error::Database { backend: "sqlite", message: format!("{url}: {e}") }
+}
+
+fn sql_err(e: rusqlite::Error) -> Error {
+    Error::Database { backend: "sqlite", message: e.to_string() }
+}
+
+impl EventStore for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn masked_url(&self) -> String {
+        self.masked.clone()
+    }
+
+    fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+        let mut stx = SqliteTx { conn: &tx };
+        f(&mut stx)?; // dropping `tx` on error rolls back
+        tx.commit().map_err(sql_err)
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(sql_err)?;
+        let mut stx = SqliteTx { conn: &tx };
+        f(&mut stx)
+    }
+}
+
+pub struct SqliteTx<'a> {
+    conn: &'a Connection,
+}
+
+/// `$1`-style placeholders as SQLite's `?1`.
+fn dialect(sql: &str) -> std::borrow::Cow<'_, str> {
+    if sql.contains('$') {
+        std::borrow::Cow::Owned(sql.replace('$', "?"))
+    } else {
+        std::borrow::Cow::Borrowed(sql)
+    }
+}
+
+impl ToSql for Sql {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Sql::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Sql::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Sql::Real(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            Sql::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Sql::Uuid(u) => ToSqlOutput::Owned(rusqlite::types::Value::Text(u.simple().to_string())),
+            Sql::Time(t) => ToSqlOutput::Owned(rusqlite::types::Value::Text(t.format(TIME_FORMAT).to_string())),
+        })
+    }
+}
+
+fn read_cell(v: ValueRef<'_>, kind: Kind) -> Result<Sql> {
+    let bad = |what: &str| Error::Database { backend: "sqlite", message: format!("unexpected {what} in a {kind:?} column") };
+    Ok(match (v, kind) {
+        (ValueRef::Null, _) => Sql::Null,
+        (ValueRef::Integer(i), Kind::Int) => Sql::Int(i),
+        (ValueRef::Integer(i), Kind::Real) => Sql::Real(i as f64),
+        (ValueRef::Real(f), Kind::Real) => Sql::Real(f),
+        (ValueRef::Real(f), Kind::Int) => Sql::Int(f as i64),
+        (ValueRef::Integer(i), Kind::Text) => Sql::Text(i.to_string()),
+        (ValueRef::Text(t), Kind::Text) => Sql::Text(String::from_utf8_lossy(t).into_owned()),
+        (ValueRef::Text(t), Kind::Uuid) => {
+            let s = std::str::from_utf8(t).map_err(|_| bad("bytes"))?;
+            Sql::Uuid(Uuid::try_parse(s).map_err(|_| bad("text"))?)
+        }
+        (ValueRef::Blob(b), Kind::Uuid) if b.len() == 16 => Sql::Uuid(Uuid::from_slice(b).map_err(|_| bad("blob"))?),
+        (ValueRef::Text(t), Kind::Time) => {
+            let s = std::str::from_utf8(t).map_err(|_| bad("bytes"))?;
+            Sql::Time(parse_time(s).ok_or_else(|| bad("time text"))?)
+        }
+        (ValueRef::Text(t), Kind::Int) => {
+            let s = std::str::from_utf8(t).map_err(|_| bad("bytes"))?;
+            Sql::Int(s.trim().parse().map_err(|_| bad("text"))?)
+        }
+        (ValueRef::Text(t), Kind::Real) => {
+            let s = std::str::from_utf8(t).map_err(|_| bad("bytes"))?;
+            Sql::Real(s.trim().parse().map_err(|_| bad("text"))?)
+        }
+        (ValueRef::Real(_), _) => return Err(bad("real")),
+        (ValueRef::Integer(_), _) => return Err(bad("integer")),
+        (ValueRef::Blob(_), _) => return Err(bad("blob")),
+    })
+}
+
+/// SQLAlchemy's DATETIME text, with or without the fraction.
+pub fn parse_time(s: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
+        .ok()
+}
+
+fn stored_event(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<StoredEvent> {
+    let id: Vec<u8> = r.get(offset)?;
+    let originator_id = Uuid::from_slice(&id).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(offset, rusqlite::types::Type::Blob, Box::new(e))
+    })?;
+    Ok(StoredEvent {
+        originator_id,
+        originator_version: r.get(offset + 1)?,
+        topic: r.get(offset + 2)?,
+        state: r.get(offset + 3)?,
+    })
+}
+
+impl Tx for SqliteTx<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn load_events(&mut self, originator_id: Uuid) -> Result<Vec<Notification>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} \
+                 WHERE originator_id = ?1 ORDER BY originator_version"
+            ))
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([&originator_id.as_bytes()[..]], |r| Ok(Notification { id: r.get(0)?, event: stored_event(r, 1)? }))
+            .map_err(sql_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_err)
+    }
+
+    fn append(&mut self, events: &[StoredEvent]) -> Result<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) VALUES (?1, ?2, ?3, ?4)"
+            ))
+            .map_err(sql_err)?;
+        let mut ids = Vec::with_capacity(events.len());
+        for e in events {
+            match stmt.execute(rusqlite::params![&e.originator_id.as_bytes()[..], e.originator_version, e.topic, e.state]) {
+                Ok(_) => ids.push(self.conn.last_insert_rowid()),
+                Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::ConstraintViolation => {
+                    return Err(Error::Conflict { id: e.originator_id, version: e.originator_version })
+                }
+                Err(err) => return Err(sql_err(err)),
+            }
+        }
+        Ok(ids)
+    }
+
+    fn lock_log(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn notifications(&mut self, after: i64, upto: Option<i64>, limit: usize) -> Result<Vec<Notification>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} \
+                 WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3"
+            ))
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map(rusqlite::params![after, upto.unwrap_or(i64::MAX), limit as i64], |r| {
+                Ok(Notification { id: r.get(0)?, event: stored_event(r, 1)? })
+            })
+            .map_err(sql_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_err)
+    }
+
+    fn max_notification_id(&mut self) -> Result<i64> {
+        self.conn
+            .query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {EVENTS_TABLE}"), [], |r| r.get(0))
+            .map_err(sql_err)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Sql]) -> Result<u64> {
+        let mut stmt = self.conn.prepare_cached(&dialect(sql)).map_err(sql_err)?;
+        // A SELECT through execute (e.g. a lock function) must not fail.
+        if stmt.readonly() {
+            let mut rows = stmt.query(params_from_iter(params.iter())).map_err(sql_err)?;
+            while rows.next().map_err(sql_err)?.is_some() {}
+            return Ok(0);
+        }
+        stmt.execute(params_from_iter(params.iter())).map(|n| n as u64).map_err(sql_err)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Sql], kinds: &[Kind]) -> Result<Vec<Vec<Sql>>> {
+        let mut stmt = self.conn.prepare_cached(&dialect(sql)).map_err(sql_err)?;
+        let mut rows = stmt.query(params_from_iter(params.iter())).map_err(sql_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            let mut cells = Vec::with_capacity(kinds.len());
+            for (i, kind) in kinds.iter().enumerate() {
+                cells.push(read_cell(row.get_ref(i).map_err(sql_err)?, *kind)?);
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<()> {
+        self.conn.execute_batch(sql).map_err(sql_err)
+    }
+
+    fn table_exists(&mut self, table: &str) -> Result<bool> {
+        self.conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n > 0)
+            .map_err(sql_err)
+    }
+}
