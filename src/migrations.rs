@@ -29,7 +29,10 @@ impl Revision {
 pub fn ensure_view_tables(tx: &mut dyn Tx) -> Result<()> {
     let backend = tx.backend();
     if backend == Backend::Postgres {
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext('biomero_migrations'))", &[])?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('biomero_migrations'))",
+            &[],
+        )?;
     }
     tx.execute_batch(REVISIONS[0].sql(backend))
 }

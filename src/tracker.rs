@@ -23,7 +23,9 @@ pub struct Tracker {
 /// The largest value a 32-bit view column (user, group) holds.
 fn check_i32(arg: &str, v: i64) -> Result<Value> {
     if i32::try_from(v).is_err() {
-        return Err(Error::value(format!("{arg}: {v} is outside the 32-bit integer range the views store")));
+        return Err(Error::value(format!(
+            "{arg}: {v} is outside the 32-bit integer range the views store"
+        )));
     }
     Ok(Value::Int(v))
 }
@@ -34,7 +36,11 @@ impl Tracker {
     pub fn open(url: Option<&str>, views: Vec<View>) -> Result<Tracker> {
         let url = store::resolve_url(url)?;
         let store = store::open(&url)?;
-        let tracker = Tracker { store, views, upcasters: Upcasters::standard() };
+        let tracker = Tracker {
+            store,
+            views,
+            upcasters: Upcasters::standard(),
+        };
         if !tracker.views.is_empty() {
             crate::migrations::ensure_view_tables_in(tracker.store.as_ref())?;
             tracker.catch_up()?;
@@ -59,7 +65,11 @@ impl Tracker {
     /// Runs one command: `decide` reads what it needs in the transaction and
     /// returns the new events; they are appended and projected in the same
     /// transaction. A lost version race reloads and retries.
-    fn run(&self, what: &str, mut decide: impl FnMut(&mut dyn Tx) -> Result<Vec<Event>>) -> Result<Vec<Event>> {
+    fn run(
+        &self,
+        what: &str,
+        mut decide: impl FnMut(&mut dyn Tx) -> Result<Vec<Event>>,
+    ) -> Result<Vec<Event>> {
         let mut attempt = 0;
         loop {
             let result = store::write_tx(self.store.as_ref(), |tx| {
@@ -104,7 +114,14 @@ impl Tracker {
             .into_iter()
             .filter_map(|n| {
                 let e = n.event;
-                Event::decode(e.originator_id, e.originator_version, &e.topic, &e.state, self.upcasters).transpose()
+                Event::decode(
+                    e.originator_id,
+                    e.originator_version,
+                    &e.topic,
+                    &e.state,
+                    self.upcasters,
+                )
+                .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
         Aggregate::replay(events)?.ok_or(Error::NotFound(id))
@@ -121,7 +138,13 @@ impl Tracker {
 
     // ------------------------------------------------------------ commands
 
-    pub fn initiate_workflow(&self, name: String, description: Value, user: i64, group: i64) -> Result<Uuid> {
+    pub fn initiate_workflow(
+        &self,
+        name: String,
+        description: Value,
+        user: i64,
+        group: i64,
+    ) -> Result<Uuid> {
         log::debug!(
             "[WFT] Initiating workflow: name={name}, description={}, user={user}, group={group}",
             show(&description)
@@ -162,7 +185,9 @@ impl Tracker {
         self.run("add_task_to_workflow", |tx| {
             let workflow = self.load(tx, workflow_id)?;
             if !matches!(workflow, Aggregate::WorkflowRun(_)) {
-                return Err(Error::value(format!("workflow_id: {workflow_id} is a Task, not a WorkflowRun")));
+                return Err(Error::value(format!(
+                    "workflow_id: {workflow_id} is a Task, not a WorkflowRun"
+                )));
             }
             let added = workflow.trigger(Payload::TaskAdded { task_id })?;
             Ok(vec![created.clone(), added])
@@ -181,8 +206,15 @@ impl Tracker {
     }
 
     pub fn fail_workflow(&self, id: Uuid, error_message: Value) -> Result<()> {
-        log::debug!("[WFT] Failing workflow: workflow_id={id}, error_message={}", show(&error_message));
-        self.update("fail_workflow", id, Payload::WorkflowFailed { error_message })
+        log::debug!(
+            "[WFT] Failing workflow: workflow_id={id}, error_message={}",
+            show(&error_message)
+        );
+        self.update(
+            "fail_workflow",
+            id,
+            Payload::WorkflowFailed { error_message },
+        )
     }
 
     pub fn start_task(&self, id: Uuid) -> Result<()> {
@@ -191,34 +223,63 @@ impl Tracker {
     }
 
     pub fn complete_task(&self, id: Uuid, message: Value) -> Result<()> {
-        log::debug!("[WFT] Completing task: task_id={id}, message={}", show(&message));
-        self.update("complete_task", id, Payload::TaskCompleted { result: message })
+        log::debug!(
+            "[WFT] Completing task: task_id={id}, message={}",
+            show(&message)
+        );
+        self.update(
+            "complete_task",
+            id,
+            Payload::TaskCompleted { result: message },
+        )
     }
 
     pub fn fail_task(&self, id: Uuid, error_message: Value) -> Result<()> {
-        log::debug!("[WFT] Failing task: task_id={id}, error_message={}", show(&error_message));
+        log::debug!(
+            "[WFT] Failing task: task_id={id}, error_message={}",
+            show(&error_message)
+        );
         self.update("fail_task", id, Payload::TaskFailed { error_message })
     }
 
     pub fn add_job_id(&self, id: Uuid, job_id: String) -> Result<()> {
         log::debug!("[WFT] Adding job_id to task: task_id={id}, slurm_job_id={job_id}");
-        self.update("add_job_id", id, Payload::JobIdAdded { job_id: Value::Str(job_id) })
+        self.update(
+            "add_job_id",
+            id,
+            Payload::JobIdAdded {
+                job_id: Value::Str(job_id),
+            },
+        )
     }
 
     /// `result` is the `{"command","env","stdout","stderr"}` dict.
     pub fn add_result(&self, id: Uuid, result: Value) -> Result<()> {
-        log::debug!("[WFT] Adding result to task: task_id={id}, result={}", crate::domain::codec::encode(&result));
+        log::debug!(
+            "[WFT] Adding result to task: task_id={id}, result={}",
+            crate::domain::codec::encode(&result)
+        );
         self.update("add_result", id, Payload::ResultAdded { result })
     }
 
     pub fn update_task_status(&self, id: Uuid, status: Value) -> Result<()> {
-        log::debug!("[WFT] Adding status to task: task_id={id}, status={}", show(&status));
+        log::debug!(
+            "[WFT] Adding status to task: task_id={id}, status={}",
+            show(&status)
+        );
         self.update("update_task_status", id, Payload::StatusUpdated { status })
     }
 
     pub fn update_task_progress(&self, id: Uuid, progress: Value) -> Result<()> {
-        log::debug!("[WFT] Adding progress to task: task_id={id}, progress={}", show(&progress));
-        self.update("update_task_progress", id, Payload::ProgressUpdated { progress })
+        log::debug!(
+            "[WFT] Adding progress to task: task_id={id}, progress={}",
+            show(&progress)
+        );
+        self.update(
+            "update_task_progress",
+            id,
+            Payload::ProgressUpdated { progress },
+        )
     }
 
     // ------------------------------------------------------------- reading
@@ -230,7 +291,9 @@ impl Tracker {
 
     /// Notifications with `id >= start`, at most `limit`, in id order.
     pub fn select(&self, start: i64, limit: usize) -> Result<Vec<Notification>> {
-        store::read_tx(self.store.as_ref(), |tx| tx.notifications(start.saturating_sub(1), None, limit))
+        store::read_tx(self.store.as_ref(), |tx| {
+            tx.notifications(start.saturating_sub(1), None, limit)
+        })
     }
 }
 

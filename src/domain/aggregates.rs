@@ -67,7 +67,12 @@ impl Aggregate {
             )));
         }
         match &e.payload {
-            Payload::WorkflowInitiated { name, description, user, group } => Ok(Aggregate::WorkflowRun(WorkflowRunState {
+            Payload::WorkflowInitiated {
+                name,
+                description,
+                user,
+                group,
+            } => Ok(Aggregate::WorkflowRun(WorkflowRunState {
                 id: e.originator_id,
                 version: 0,
                 created_on: e.timestamp,
@@ -78,7 +83,13 @@ impl Aggregate {
                 group: group.clone(),
                 tasks: Vec::new(),
             })),
-            Payload::TaskCreated { workflow_id, task_name, task_version, input_data, params } => Ok(Aggregate::Task(TaskState {
+            Payload::TaskCreated {
+                workflow_id,
+                task_name,
+                task_version,
+                input_data,
+                params,
+            } => Ok(Aggregate::Task(TaskState {
                 id: e.originator_id,
                 version: 0,
                 created_on: e.timestamp,
@@ -116,7 +127,9 @@ impl Aggregate {
             (Aggregate::WorkflowRun(w), p) if p.event_type().is_workflow_event() => {
                 match p {
                     Payload::TaskAdded { task_id } => w.tasks.push(*task_id),
-                    Payload::WorkflowStarted | Payload::WorkflowCompleted | Payload::WorkflowFailed { .. } => {}
+                    Payload::WorkflowStarted
+                    | Payload::WorkflowCompleted
+                    | Payload::WorkflowFailed { .. } => {}
                     _ => return Err(misplaced(e)),
                 }
                 w.version = e.originator_version;
@@ -130,7 +143,9 @@ impl Aggregate {
                     Payload::ResultAdded { result } => t.results.push(result.clone()),
                     Payload::TaskStarted => {}
                     Payload::TaskCompleted { result } => t.result_message = result.clone(),
-                    Payload::TaskFailed { error_message } => t.result_message = error_message.clone(),
+                    Payload::TaskFailed { error_message } => {
+                        t.result_message = error_message.clone()
+                    }
                     _ => return Err(misplaced(e)),
                 }
                 t.version = e.originator_version;
@@ -169,13 +184,21 @@ impl Aggregate {
             Aggregate::WorkflowRun(_) => payload.event_type().is_workflow_event(),
             Aggregate::Task(_) => !payload.event_type().is_workflow_event(),
         };
-        let is_created = matches!(payload.event_type(), EventType::WorkflowInitiated | EventType::TaskCreated);
+        let is_created = matches!(
+            payload.event_type(),
+            EventType::WorkflowInitiated | EventType::TaskCreated
+        );
         if !belongs || is_created {
             return Err(Error::value(format!(
                 "{} is a {}, which has no {} event",
                 self.id(),
                 self.kind(),
-                payload.event_type().topic().rsplit('.').next().unwrap_or_default()
+                payload
+                    .event_type()
+                    .topic()
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or_default()
             )));
         }
         Ok(Event {
@@ -188,13 +211,22 @@ impl Aggregate {
 }
 
 fn misplaced(e: &Event) -> Error {
-    Error::decode(format!("{} does not apply to aggregate {}", e.topic(), e.originator_id))
+    Error::decode(format!(
+        "{} does not apply to aggregate {}",
+        e.topic(),
+        e.originator_id
+    ))
 }
 
 /// The first event of a new aggregate (WorkflowInitiated or TaskCreated).
 pub fn create_event(payload: Payload) -> Event {
     debug_assert!(payload.event_type().originator_topic().is_some());
-    Event { originator_id: Uuid::new_v4(), originator_version: 0, timestamp: now(), payload }
+    Event {
+        originator_id: Uuid::new_v4(),
+        originator_version: 0,
+        timestamp: now(),
+        payload,
+    }
 }
 
 #[cfg(test)]
@@ -215,10 +247,18 @@ mod tests {
     fn task_folds_its_events() {
         let created = task_created();
         let agg = Aggregate::replay([created.clone()]).unwrap().unwrap();
-        let e1 = agg.trigger(Payload::JobIdAdded { job_id: "12".into() }).unwrap();
+        let e1 = agg
+            .trigger(Payload::JobIdAdded {
+                job_id: "12".into(),
+            })
+            .unwrap();
         let mut agg2 = agg.clone();
         agg2.apply(&e1).unwrap();
-        let e2 = agg2.trigger(Payload::TaskFailed { error_message: "x".into() }).unwrap();
+        let e2 = agg2
+            .trigger(Payload::TaskFailed {
+                error_message: "x".into(),
+            })
+            .unwrap();
         let agg3 = Aggregate::replay([created, e1, e2]).unwrap().unwrap();
         let Aggregate::Task(t) = agg3 else { panic!() };
         assert_eq!(t.version, 2);
@@ -235,7 +275,11 @@ mod tests {
     #[test]
     fn gaps_in_versions_are_refused() {
         let created = task_created();
-        let mut e = Aggregate::replay([created.clone()]).unwrap().unwrap().trigger(Payload::TaskStarted).unwrap();
+        let mut e = Aggregate::replay([created.clone()])
+            .unwrap()
+            .unwrap()
+            .trigger(Payload::TaskStarted)
+            .unwrap();
         e.originator_version = 5;
         assert!(Aggregate::replay([created, e]).is_err());
     }

@@ -295,7 +295,8 @@ impl<'a> Parser<'a> {
         }
         let _ = int_start;
         let mut is_float = false;
-        if self.b.get(self.i) == Some(&b'.') && matches!(self.b.get(self.i + 1), Some(b'0'..=b'9')) {
+        if self.b.get(self.i) == Some(&b'.') && matches!(self.b.get(self.i + 1), Some(b'0'..=b'9'))
+        {
             is_float = true;
             self.i += 1;
             while let Some(b'0'..=b'9') = self.b.get(self.i) {
@@ -316,9 +317,12 @@ impl<'a> Parser<'a> {
             }
         }
         // The slice is ASCII digits and signs only.
-        let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| self.err("invalid number"))?;
+        let text =
+            std::str::from_utf8(&self.b[start..self.i]).map_err(|_| self.err("invalid number"))?;
         if is_float {
-            text.parse::<f64>().map(Value::Float).map_err(|_| self.err("invalid number"))
+            text.parse::<f64>()
+                .map(Value::Float)
+                .map_err(|_| self.err("invalid number"))
         } else {
             Ok(match text.parse::<i64>() {
                 Ok(i) => Value::Int(i),
@@ -328,7 +332,10 @@ impl<'a> Parser<'a> {
     }
 
     fn hex4(&mut self) -> Result<u32> {
-        let h = self.b.get(self.i..self.i + 4).ok_or_else(|| self.err("short \\u escape"))?;
+        let h = self
+            .b
+            .get(self.i..self.i + 4)
+            .ok_or_else(|| self.err("short \\u escape"))?;
         let s = std::str::from_utf8(h).map_err(|_| self.err("invalid \\u escape"))?;
         let n = u32::from_str_radix(s, 16).map_err(|_| self.err("invalid \\u escape"))?;
         self.i += 4;
@@ -357,7 +364,10 @@ impl<'a> Parser<'a> {
                 }
                 Some(b'\\') => {
                     self.i += 1;
-                    let esc = *self.b.get(self.i).ok_or_else(|| self.err("unterminated escape"))?;
+                    let esc = *self
+                        .b
+                        .get(self.i)
+                        .ok_or_else(|| self.err("unterminated escape"))?;
                     self.i += 1;
                     match esc {
                         b'"' => out.push('"'),
@@ -382,7 +392,10 @@ impl<'a> Parser<'a> {
                             } else {
                                 hi
                             };
-                            out.push(char::from_u32(code).ok_or_else(|| self.err("lone surrogate in \\u escape"))?);
+                            out.push(
+                                char::from_u32(code)
+                                    .ok_or_else(|| self.err("lone surrogate in \\u escape"))?,
+                            );
                         }
                         _ => return Err(self.err("invalid escape")),
                     }
@@ -416,7 +429,9 @@ fn untag(items: Vec<(String, Value)>) -> Result<Value> {
         let tag = items.iter().find(|(k, _)| k == "_type_").map(|(_, v)| v);
         let data = items.iter().find(|(k, _)| k == "_data_").map(|(_, v)| v);
         if let (Some(tag), Some(data)) = (tag, data) {
-            let tag = tag.as_str().ok_or_else(|| Error::decode("`_type_` is not a string"))?;
+            let tag = tag
+                .as_str()
+                .ok_or_else(|| Error::decode("`_type_` is not a string"))?;
             let text = data.as_str();
             return match (tag, text) {
                 (UUID_TAG, Some(t)) => parse_uuid(t)
@@ -490,8 +505,17 @@ mod tests {
         let u = Uuid::parse_str("724e55e58b044a2fa7b2cc652e955e43").unwrap();
         let v = Value::Dict(vec![
             ("z".into(), Value::Int(1)),
-            ("a".into(), Value::List(vec![Value::Uuid(u), Value::DateTime("2026-11-27T04:40:48+00:00".into())])),
-            ("big".into(), Value::BigInt("-123456789012345678901234567890".into())),
+            (
+                "a".into(),
+                Value::List(vec![
+                    Value::Uuid(u),
+                    Value::DateTime("2026-11-27T04:40:48+00:00".into()),
+                ]),
+            ),
+            (
+                "big".into(),
+                Value::BigInt("-123456789012345678901234567890".into()),
+            ),
             ("nan".into(), Value::Float(f64::NAN)),
             ("uni".into(), Value::Str("ü 漢字 🎉".into())),
         ]);
@@ -516,7 +540,17 @@ mod tests {
 
     #[test]
     fn rejects_garbage_without_panicking() {
-        for bad in [&b""[..], b"{", b"[1,", b"\"abc", b"{\"a\"}", b"nul", b"01x", b"\xff", b"{\"_type_\":\"x\",\"_data_\":1}"] {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"[1,",
+            b"\"abc",
+            b"{\"a\"}",
+            b"nul",
+            b"01x",
+            b"\xff",
+            b"{\"_type_\":\"x\",\"_data_\":1}",
+        ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
     }
@@ -525,7 +559,10 @@ mod tests {
     fn numbers_keep_their_python_types() {
         assert_eq!(decode(b"1e5").unwrap(), Value::Float(100000.0));
         assert_eq!(decode(b"-7").unwrap(), Value::Int(-7));
-        assert_eq!(decode(b"9223372036854775808").unwrap(), Value::BigInt("9223372036854775808".into()));
+        assert_eq!(
+            decode(b"9223372036854775808").unwrap(),
+            Value::BigInt("9223372036854775808".into())
+        );
         assert_eq!(decode(b"Infinity").unwrap(), Value::Float(f64::INFINITY));
     }
 }

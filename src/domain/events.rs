@@ -78,7 +78,13 @@ impl EventType {
             TaskAdded => &["task_id"],
             WorkflowStarted | WorkflowCompleted | TaskStarted => &[],
             WorkflowFailed | TaskFailed => &["error_message"],
-            TaskCreated => &["workflow_id", "task_name", "task_version", "input_data", "params"],
+            TaskCreated => &[
+                "workflow_id",
+                "task_name",
+                "task_version",
+                "input_data",
+                "params",
+            ],
             JobIdAdded => &["job_id"],
             StatusUpdated => &["status"],
             ProgressUpdated => &["progress"],
@@ -113,19 +119,46 @@ pub struct Event {
 /// keep the stored [`Value`], so that a store is read back exactly.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    WorkflowInitiated { name: Value, description: Value, user: Value, group: Value },
-    TaskAdded { task_id: Uuid },
+    WorkflowInitiated {
+        name: Value,
+        description: Value,
+        user: Value,
+        group: Value,
+    },
+    TaskAdded {
+        task_id: Uuid,
+    },
     WorkflowStarted,
     WorkflowCompleted,
-    WorkflowFailed { error_message: Value },
-    TaskCreated { workflow_id: Uuid, task_name: Value, task_version: Value, input_data: Value, params: Value },
-    JobIdAdded { job_id: Value },
-    StatusUpdated { status: Value },
-    ProgressUpdated { progress: Value },
-    ResultAdded { result: Value },
+    WorkflowFailed {
+        error_message: Value,
+    },
+    TaskCreated {
+        workflow_id: Uuid,
+        task_name: Value,
+        task_version: Value,
+        input_data: Value,
+        params: Value,
+    },
+    JobIdAdded {
+        job_id: Value,
+    },
+    StatusUpdated {
+        status: Value,
+    },
+    ProgressUpdated {
+        progress: Value,
+    },
+    ResultAdded {
+        result: Value,
+    },
     TaskStarted,
-    TaskCompleted { result: Value },
-    TaskFailed { error_message: Value },
+    TaskCompleted {
+        result: Value,
+    },
+    TaskFailed {
+        error_message: Value,
+    },
 }
 
 impl Payload {
@@ -152,13 +185,31 @@ impl Payload {
     fn values(&self) -> Vec<Value> {
         use Payload::*;
         match self {
-            WorkflowInitiated { name, description, user, group } => {
-                vec![name.clone(), description.clone(), user.clone(), group.clone()]
+            WorkflowInitiated {
+                name,
+                description,
+                user,
+                group,
+            } => {
+                vec![
+                    name.clone(),
+                    description.clone(),
+                    user.clone(),
+                    group.clone(),
+                ]
             }
             TaskAdded { task_id } => vec![Value::Uuid(*task_id)],
             WorkflowStarted | WorkflowCompleted | TaskStarted => vec![],
-            WorkflowFailed { error_message } | TaskFailed { error_message } => vec![error_message.clone()],
-            TaskCreated { workflow_id, task_name, task_version, input_data, params } => vec![
+            WorkflowFailed { error_message } | TaskFailed { error_message } => {
+                vec![error_message.clone()]
+            }
+            TaskCreated {
+                workflow_id,
+                task_name,
+                task_version,
+                input_data,
+                params,
+            } => vec![
                 Value::Uuid(*workflow_id),
                 task_name.clone(),
                 task_version.clone(),
@@ -176,7 +227,10 @@ impl Payload {
         let mut take = |name: &str| -> Result<Value> {
             match fields.iter().position(|(k, _)| k == name) {
                 Some(i) => Ok(fields.swap_remove(i).1),
-                None => Err(Error::decode(format!("{} has no field {name:?}", ty.topic()))),
+                None => Err(Error::decode(format!(
+                    "{} has no field {name:?}",
+                    ty.topic()
+                ))),
             }
         };
         use EventType as T;
@@ -187,10 +241,14 @@ impl Payload {
                 user: take("user")?,
                 group: take("group")?,
             },
-            T::TaskAdded => Payload::TaskAdded { task_id: uuid_field(ty, "task_id", take("task_id")?)? },
+            T::TaskAdded => Payload::TaskAdded {
+                task_id: uuid_field(ty, "task_id", take("task_id")?)?,
+            },
             T::WorkflowStarted => Payload::WorkflowStarted,
             T::WorkflowCompleted => Payload::WorkflowCompleted,
-            T::WorkflowFailed => Payload::WorkflowFailed { error_message: take("error_message")? },
+            T::WorkflowFailed => Payload::WorkflowFailed {
+                error_message: take("error_message")?,
+            },
             T::TaskCreated => Payload::TaskCreated {
                 workflow_id: uuid_field(ty, "workflow_id", take("workflow_id")?)?,
                 task_name: take("task_name")?,
@@ -198,13 +256,25 @@ impl Payload {
                 input_data: take("input_data")?,
                 params: take("params")?,
             },
-            T::JobIdAdded => Payload::JobIdAdded { job_id: take("job_id")? },
-            T::StatusUpdated => Payload::StatusUpdated { status: take("status")? },
-            T::ProgressUpdated => Payload::ProgressUpdated { progress: take("progress")? },
-            T::ResultAdded => Payload::ResultAdded { result: take("result")? },
+            T::JobIdAdded => Payload::JobIdAdded {
+                job_id: take("job_id")?,
+            },
+            T::StatusUpdated => Payload::StatusUpdated {
+                status: take("status")?,
+            },
+            T::ProgressUpdated => Payload::ProgressUpdated {
+                progress: take("progress")?,
+            },
+            T::ResultAdded => Payload::ResultAdded {
+                result: take("result")?,
+            },
             T::TaskStarted => Payload::TaskStarted,
-            T::TaskCompleted => Payload::TaskCompleted { result: take("result")? },
-            T::TaskFailed => Payload::TaskFailed { error_message: take("error_message")? },
+            T::TaskCompleted => Payload::TaskCompleted {
+                result: take("result")?,
+            },
+            T::TaskFailed => Payload::TaskFailed {
+                error_message: take("error_message")?,
+            },
         })
     }
 }
@@ -212,8 +282,12 @@ impl Payload {
 fn uuid_field(ty: EventType, name: &str, v: Value) -> Result<Uuid> {
     match v {
         Value::Uuid(u) => Ok(u),
-        Value::Str(s) => codec::parse_uuid(&s).ok_or_else(|| Error::decode(format!("{}: {name} is not a UUID", ty.topic()))),
-        _ => Err(Error::decode(format!("{}: {name} is not a UUID", ty.topic()))),
+        Value::Str(s) => codec::parse_uuid(&s)
+            .ok_or_else(|| Error::decode(format!("{}: {name} is not a UUID", ty.topic()))),
+        _ => Err(Error::decode(format!(
+            "{}: {name} is not a UUID",
+            ty.topic()
+        ))),
     }
 }
 
@@ -231,7 +305,9 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|n| n.and_utc())
 }
 
 /// The current time at the microsecond resolution Python stores.
@@ -287,12 +363,18 @@ impl Event {
             return Ok(None);
         };
         let Value::Dict(mut fields) = codec::decode(state)? else {
-            return Err(Error::decode(format!("{topic}: state is not a JSON object")));
+            return Err(Error::decode(format!(
+                "{topic}: state is not a JSON object"
+            )));
         };
         let stored_version = match fields.iter().position(|(k, _)| k == "class_version") {
             Some(i) => match fields.remove(i).1 {
                 Value::Int(v) if v >= 1 => v as u32,
-                other => return Err(Error::decode(format!("{topic}: invalid class_version {other:?}"))),
+                other => {
+                    return Err(Error::decode(format!(
+                        "{topic}: invalid class_version {other:?}"
+                    )))
+                }
             },
             None => 1,
         };
@@ -301,13 +383,22 @@ impl Event {
             Some(i) => match fields.swap_remove(i).1 {
                 Value::DateTime(text) => parse_timestamp(&text)
                     .ok_or_else(|| Error::decode(format!("{topic}: invalid timestamp {text:?}")))?,
-                _ => return Err(Error::decode(format!("{topic}: timestamp is not a datetime"))),
+                _ => {
+                    return Err(Error::decode(format!(
+                        "{topic}: timestamp is not a datetime"
+                    )))
+                }
             },
             None => return Err(Error::decode(format!("{topic}: no timestamp"))),
         };
         fields.retain(|(k, _)| k != "originator_topic");
         let payload = Payload::from_fields(ty, fields)?;
-        Ok(Some(Event { originator_id, originator_version, timestamp, payload }))
+        Ok(Some(Event {
+            originator_id,
+            originator_version,
+            timestamp,
+            payload,
+        }))
     }
 }
 
@@ -327,14 +418,19 @@ mod tests {
                 workflow_id: wf,
                 task_name: "_SLURM_Image_Transfer.py".into(),
                 task_version: "1.0".into(),
-                input_data: Value::Dict(vec![("ids".into(), Value::List(vec![Value::Int(1), Value::Int(2)]))]),
+                input_data: Value::Dict(vec![(
+                    "ids".into(),
+                    Value::List(vec![Value::Int(1), Value::Int(2)]),
+                )]),
                 params: Value::Dict(vec![("x".into(), Value::Float(1.5))]),
             },
         };
         let expected = r#"{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-27T04:40:48.699730+00:00"},"originator_topic":"biomero.eventsourcing:Task","workflow_id":{"_type_":"uuid_hex","_data_":"724e55e58b044a2fa7b2cc652e955e43"},"task_name":"_SLURM_Image_Transfer.py","task_version":"1.0","input_data":{"ids":[1,2]},"params":{"x":1.5}}"#;
         let up = Upcasters::standard();
         assert_eq!(String::from_utf8(ev.encode_state(up)).unwrap(), expected);
-        let back = Event::decode(ev.originator_id, 0, ev.topic(), expected.as_bytes(), up).unwrap().unwrap();
+        let back = Event::decode(ev.originator_id, 0, ev.topic(), expected.as_bytes(), up)
+            .unwrap()
+            .unwrap();
         assert_eq!(back, ev);
     }
 
@@ -348,7 +444,13 @@ mod tests {
 
     #[test]
     fn unknown_topics_are_skipped_not_errors() {
-        let r = Event::decode(Uuid::nil(), 0, "other:Thing.Happened", b"not json", Upcasters::standard());
+        let r = Event::decode(
+            Uuid::nil(),
+            0,
+            "other:Thing.Happened",
+            b"not json",
+            Upcasters::standard(),
+        );
         assert!(matches!(r, Ok(None)));
     }
 

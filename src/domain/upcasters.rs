@@ -43,7 +43,12 @@ impl Upcasters {
     }
 
     /// Brings `fields`, stored at `stored_version`, to the current shape.
-    pub fn upcast(&self, ty: EventType, stored_version: u32, fields: &mut Vec<(String, Value)>) -> Result<()> {
+    pub fn upcast(
+        &self,
+        ty: EventType,
+        stored_version: u32,
+        fields: &mut Vec<(String, Value)>,
+    ) -> Result<()> {
         let current = self.current_version(ty);
         if stored_version > current {
             return Err(Error::decode(format!(
@@ -52,10 +57,12 @@ impl Upcasters {
             )));
         }
         for v in stored_version..current {
-            let step = self
-                .steps
-                .get(&(ty, v))
-                .ok_or_else(|| Error::decode(format!("no upcaster for {} from class_version {v}", ty.topic())))?;
+            let step = self.steps.get(&(ty, v)).ok_or_else(|| {
+                Error::decode(format!(
+                    "no upcaster for {} from class_version {v}",
+                    ty.topic()
+                ))
+            })?;
             step(fields);
         }
         Ok(())

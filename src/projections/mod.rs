@@ -30,7 +30,12 @@ pub enum View {
 }
 
 impl View {
-    pub const ALL: [View; 4] = [View::JobAccounting, View::JobProgress, View::WorkflowProgress, View::WorkflowAnalytics];
+    pub const ALL: [View; 4] = [
+        View::JobAccounting,
+        View::JobProgress,
+        View::WorkflowProgress,
+        View::WorkflowAnalytics,
+    ];
 
     /// The name used in `views=`.
     pub fn name(self) -> &'static str {
@@ -118,7 +123,10 @@ pub fn parse_views<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<V
 /// The last notification id this view has applied (0 when none).
 pub fn position(tx: &mut dyn Tx, view: View) -> Result<i64> {
     let rows = tx.query(
-        &format!("SELECT notification_id FROM {} WHERE application_name = $1", view.tracking_table()),
+        &format!(
+            "SELECT notification_id FROM {} WHERE application_name = $1",
+            view.tracking_table()
+        ),
         &[Sql::Text(APPLICATION_NAME.into())],
         &[Kind::Int],
     )?;
@@ -141,10 +149,20 @@ pub fn set_position(tx: &mut dyn Tx, view: View, id: i64) -> Result<()> {
 /// logged and give `None` (they cannot be projected).
 pub fn decode(n: &Notification) -> Option<Event> {
     let e = &n.event;
-    match Event::decode(e.originator_id, e.originator_version, &e.topic, &e.state, Upcasters::standard()) {
+    match Event::decode(
+        e.originator_id,
+        e.originator_version,
+        &e.topic,
+        &e.state,
+        Upcasters::standard(),
+    ) {
         Ok(Some(ev)) => Some(ev),
         Ok(None) => {
-            log::warn!("notification {}: unknown topic {:?}, not projected", n.id, e.topic);
+            log::warn!(
+                "notification {}: unknown topic {:?}, not projected",
+                n.id,
+                e.topic
+            );
             None
         }
         Err(err) => {
@@ -156,12 +174,21 @@ pub fn decode(n: &Notification) -> Option<Event> {
 
 /// Applies the stored events in `(min position, upto]` to each view that has
 /// not seen them, in batches. Returns how many events were applied.
-pub fn catch_up_to(tx: &mut dyn Tx, views: &[View], positions: &mut [i64], upto: i64) -> Result<u64> {
+pub fn catch_up_to(
+    tx: &mut dyn Tx,
+    views: &[View],
+    positions: &mut [i64],
+    upto: i64,
+) -> Result<u64> {
     let mut applied = 0;
-    let Some(mut after) = positions.iter().copied().min() else { return Ok(0) };
+    let Some(mut after) = positions.iter().copied().min() else {
+        return Ok(0);
+    };
     while after < upto {
         let batch = tx.notifications(after, Some(upto), BATCH)?;
-        let Some(last) = batch.last().map(|n| n.id) else { break };
+        let Some(last) = batch.last().map(|n| n.id) else {
+            break;
+        };
         for n in &batch {
             if let Some(ev) = decode(n) {
                 for (view, pos) in views.iter().zip(positions.iter()) {
@@ -187,11 +214,16 @@ pub fn catch_up_to(tx: &mut dyn Tx, views: &[View], positions: &mut [i64], upto:
 /// first any events between each view's position and them, then the new ones,
 /// then the tracking rows.
 pub fn project(tx: &mut dyn Tx, views: &[View], new: &[(i64, &Event)]) -> Result<()> {
-    let (Some(first), Some(last)) = (new.first().map(|n| n.0), new.last().map(|n| n.0)) else { return Ok(()) };
+    let (Some(first), Some(last)) = (new.first().map(|n| n.0), new.last().map(|n| n.0)) else {
+        return Ok(());
+    };
     if views.is_empty() {
         return Ok(());
     }
-    let mut positions = views.iter().map(|v| position(tx, *v)).collect::<Result<Vec<_>>>()?;
+    let mut positions = views
+        .iter()
+        .map(|v| position(tx, *v))
+        .collect::<Result<Vec<_>>>()?;
     catch_up_to(tx, views, &mut positions, first - 1)?;
     for (id, ev) in new {
         for view in views {
@@ -209,7 +241,10 @@ pub fn project(tx: &mut dyn Tx, views: &[View], new: &[(i64, &Event)]) -> Result
 pub fn catch_up(tx: &mut dyn Tx, views: &[View]) -> Result<u64> {
     tx.lock_log()?;
     let upto = tx.max_notification_id()?;
-    let mut positions = views.iter().map(|v| position(tx, *v)).collect::<Result<Vec<_>>>()?;
+    let mut positions = views
+        .iter()
+        .map(|v| position(tx, *v))
+        .collect::<Result<Vec<_>>>()?;
     let before = positions.clone();
     let applied = catch_up_to(tx, views, &mut positions, upto)?;
     for ((view, pos), old) in views.iter().zip(&positions).zip(&before) {

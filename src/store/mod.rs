@@ -141,7 +141,12 @@ pub trait Tx {
     fn lock_log(&mut self) -> Result<()>;
 
     /// Notifications with `after < id <= upto`, in id order, at most `limit`.
-    fn notifications(&mut self, after: i64, upto: Option<i64>, limit: usize) -> Result<Vec<Notification>>;
+    fn notifications(
+        &mut self,
+        after: i64,
+        upto: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Notification>>;
 
     /// The highest notification id, 0 for an empty log.
     fn max_notification_id(&mut self) -> Result<i64>;
@@ -173,7 +178,10 @@ pub trait EventStore: Send + Sync {
 }
 
 /// Runs `f` in a write transaction and returns its value.
-pub fn write_tx<T>(store: &dyn EventStore, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+pub fn write_tx<T>(
+    store: &dyn EventStore,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T>,
+) -> Result<T> {
     let mut out = None;
     store.write(&mut |tx| {
         out = Some(f(tx)?);
@@ -183,7 +191,10 @@ pub fn write_tx<T>(store: &dyn EventStore, mut f: impl FnMut(&mut dyn Tx) -> Res
 }
 
 /// Runs `f` in a read transaction and returns its value.
-pub fn read_tx<T>(store: &dyn EventStore, mut f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+pub fn read_tx<T>(
+    store: &dyn EventStore,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T>,
+) -> Result<T> {
     let mut out = None;
     store.read(&mut |tx| {
         out = Some(f(tx)?);
@@ -221,12 +232,21 @@ fn registry() -> &'static Mutex<HashMap<String, Arc<dyn EventStore>>> {
 pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
     let parsed = DbUrl::parse(url)?;
     let key = url.trim().to_owned();
-    if let Some(store) = registry().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(store) = registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
         return Ok(store.clone());
     }
     let store: Arc<dyn EventStore> = match &parsed {
-        DbUrl::Sqlite { location, synchronous } => Arc::new(sqlite::SqliteStore::open(location, *synchronous)?),
-        DbUrl::Postgres(target) => Arc::new(postgres::PostgresStore::open(target, parsed.masked())?),
+        DbUrl::Sqlite {
+            location,
+            synchronous,
+        } => Arc::new(sqlite::SqliteStore::open(location, *synchronous)?),
+        DbUrl::Postgres(target) => {
+            Arc::new(postgres::PostgresStore::open(target, parsed.masked())?)
+        }
     };
     write_tx(store.as_ref(), schema::ensure_event_tables)?;
     let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
@@ -236,5 +256,8 @@ pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
 /// Forgets the shared store of `url` (its pool closes when the last user
 /// drops it). A memory database is dropped with it.
 pub fn close(url: &str) {
-    registry().lock().unwrap_or_else(|e| e.into_inner()).remove(url.trim());
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(url.trim());
 }

@@ -29,7 +29,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     pub fn open(target: &PostgresTarget, masked: String) -> Result<PostgresStore> {
         let mut config = postgres::Config::new();
-        config.host(&target.host).port(target.port).connect_timeout(target.connect_timeout);
+        config
+            .host(&target.host)
+            .port(target.port)
+            .connect_timeout(target.connect_timeout);
         if let Some(u) = &target.user {
             config.user(u);
         } else {
@@ -51,18 +54,27 @@ impl PostgresStore {
             .connection_timeout(target.connect_timeout + Duration::from_secs(1))
             .build(manager)
             .map_err(|e| connect_err(&endpoint, &masked, e))?;
-        Ok(PostgresStore { pool, masked, endpoint })
+        Ok(PostgresStore {
+            pool,
+            masked,
+            endpoint,
+        })
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
-        self.pool.get().map_err(|e| connect_err(&self.endpoint, &self.masked, e))
+        self.pool
+            .get()
+            .map_err(|e| connect_err(&self.endpoint, &self.masked, e))
     }
 }
 
 fn connect_err(endpoint: &str, masked: &str, e: impl std::fmt::Display) -> Error {
     Error::Database {
         backend: "postgres",
-        message: format!("cannot connect to {endpoint} ({masked}): {}", crate::store::url::mask(&e.to_string())),
+        message: format!(
+            "cannot connect to {endpoint} ({masked}): {}",
+            crate::store::url::mask(&e.to_string())
+        ),
     }
 }
 
@@ -71,7 +83,10 @@ fn pg_err(e: postgres::Error) -> Error {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     };
-    Error::Database { backend: "postgres", message: crate::store::url::mask(&message) }
+    Error::Database {
+        backend: "postgres",
+        message: crate::store::url::mask(&message),
+    }
 }
 
 impl EventStore for PostgresStore {
@@ -86,15 +101,25 @@ impl EventStore for PostgresStore {
     fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = conn.transaction().map_err(pg_err)?;
-        let mut ptx = PgTx { tx, statements: HashMap::new() };
+        let mut ptx = PgTx {
+            tx,
+            statements: HashMap::new(),
+        };
         f(&mut ptx)?; // dropping the transaction on error rolls back
         ptx.tx.commit().map_err(pg_err)
     }
 
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         let mut conn = self.conn()?;
-        let tx = conn.build_transaction().read_only(true).start().map_err(pg_err)?;
-        let mut ptx = PgTx { tx, statements: HashMap::new() };
+        let tx = conn
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .map_err(pg_err)?;
+        let mut ptx = PgTx {
+            tx,
+            statements: HashMap::new(),
+        };
         f(&mut ptx)
     }
 }
@@ -128,7 +153,9 @@ fn bind(value: &Sql, ty: &Type) -> Result<Box<dyn ToSql + Sync>> {
         Sql::Real(f) => Box::new(*f),
         Sql::Text(s) => Box::new(s.clone()),
         Sql::Uuid(u) => Box::new(*u),
-        Sql::Time(t) if *ty == Type::TIMESTAMPTZ => Box::new(DateTime::<Utc>::from_naive_utc_and_offset(*t, Utc)),
+        Sql::Time(t) if *ty == Type::TIMESTAMPTZ => {
+            Box::new(DateTime::<Utc>::from_naive_utc_and_offset(*t, Utc))
+        }
         Sql::Time(t) => Box::new(*t),
         Sql::Null => match *ty {
             Type::INT2 => Box::new(None::<i16>),
@@ -144,7 +171,11 @@ fn bind(value: &Sql, ty: &Type) -> Result<Box<dyn ToSql + Sync>> {
 }
 
 fn bind_all(stmt: &Statement, params: &[Sql]) -> Result<Vec<Box<dyn ToSql + Sync>>> {
-    params.iter().zip(stmt.params()).map(|(v, ty)| bind(v, ty)).collect()
+    params
+        .iter()
+        .zip(stmt.params())
+        .map(|(v, ty)| bind(v, ty))
+        .collect()
 }
 
 fn read_cell(row: &postgres::Row, i: usize, kind: Kind) -> Result<Sql> {
@@ -153,27 +184,38 @@ fn read_cell(row: &postgres::Row, i: usize, kind: Kind) -> Result<Sql> {
         Ok(r.map_err(pg_err)?.unwrap_or(Sql::Null))
     };
     match ty {
-        Type::INT2 => get(row.try_get::<_, Option<i16>>(i).map(|v| v.map(|x| Sql::Int(x.into())))),
-        Type::INT4 => get(row.try_get::<_, Option<i32>>(i).map(|v| v.map(|x| Sql::Int(x.into())))),
+        Type::INT2 => get(row
+            .try_get::<_, Option<i16>>(i)
+            .map(|v| v.map(|x| Sql::Int(x.into())))),
+        Type::INT4 => get(row
+            .try_get::<_, Option<i32>>(i)
+            .map(|v| v.map(|x| Sql::Int(x.into())))),
         Type::INT8 => get(row.try_get::<_, Option<i64>>(i).map(|v| v.map(Sql::Int))),
         Type::FLOAT8 => get(row.try_get::<_, Option<f64>>(i).map(|v| v.map(Sql::Real))),
-        Type::FLOAT4 => get(row.try_get::<_, Option<f32>>(i).map(|v| v.map(|x| Sql::Real(x.into())))),
+        Type::FLOAT4 => get(row
+            .try_get::<_, Option<f32>>(i)
+            .map(|v| v.map(|x| Sql::Real(x.into())))),
         Type::UUID => get(row.try_get::<_, Option<Uuid>>(i).map(|v| v.map(Sql::Uuid))),
-        Type::TIMESTAMP => get(row.try_get::<_, Option<NaiveDateTime>>(i).map(|v| v.map(Sql::Time))),
-        Type::TIMESTAMPTZ => {
-            get(row.try_get::<_, Option<DateTime<Utc>>>(i).map(|v| v.map(|t| Sql::Time(t.naive_utc()))))
-        }
-        Type::DATE => get(
-            row.try_get::<_, Option<NaiveDate>>(i).map(|v| v.map(|d| Sql::Text(d.format("%Y-%m-%d").to_string()))),
-        ),
+        Type::TIMESTAMP => get(row
+            .try_get::<_, Option<NaiveDateTime>>(i)
+            .map(|v| v.map(Sql::Time))),
+        Type::TIMESTAMPTZ => get(row
+            .try_get::<_, Option<DateTime<Utc>>>(i)
+            .map(|v| v.map(|t| Sql::Time(t.naive_utc())))),
+        Type::DATE => get(row
+            .try_get::<_, Option<NaiveDate>>(i)
+            .map(|v| v.map(|d| Sql::Text(d.format("%Y-%m-%d").to_string())))),
         _ => {
-            let text = get(row.try_get::<_, Option<String>>(i).map(|v| v.map(Sql::Text)))?;
+            let text = get(row
+                .try_get::<_, Option<String>>(i)
+                .map(|v| v.map(Sql::Text)))?;
             match (text, kind) {
-                (Sql::Text(s), Kind::Int) => s
-                    .trim()
-                    .parse()
-                    .map(Sql::Int)
-                    .map_err(|_| Error::Database { backend: "postgres", message: format!("{s:?} is not an integer") }),
+                (Sql::Text(s), Kind::Int) => {
+                    s.trim().parse().map(Sql::Int).map_err(|_| Error::Database {
+                        backend: "postgres",
+                        message: format!("{s:?} is not an integer"),
+                    })
+                }
                 (other, _) => Ok(other),
             }
         }
@@ -201,7 +243,12 @@ impl Tx for PgTx<'_> {
         ))?;
         let rows = self.tx.query(&stmt, &[&originator_id]).map_err(pg_err)?;
         rows.iter()
-            .map(|r| Ok(Notification { id: r.try_get(0).map_err(pg_err)?, event: stored_event(r, 1)? }))
+            .map(|r| {
+                Ok(Notification {
+                    id: r.try_get(0).map_err(pg_err)?,
+                    event: stored_event(r, 1)?,
+                })
+            })
             .collect()
     }
 
@@ -213,10 +260,16 @@ impl Tx for PgTx<'_> {
         ))?;
         let mut ids = Vec::with_capacity(events.len());
         for e in events {
-            match self.tx.query_one(&stmt, &[&e.originator_id, &e.originator_version, &e.topic, &e.state]) {
+            match self.tx.query_one(
+                &stmt,
+                &[&e.originator_id, &e.originator_version, &e.topic, &e.state],
+            ) {
                 Ok(row) => ids.push(row.try_get(0).map_err(pg_err)?),
                 Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                    return Err(Error::Conflict { id: e.originator_id, version: e.originator_version })
+                    return Err(Error::Conflict {
+                        id: e.originator_id,
+                        version: e.originator_version,
+                    })
                 }
                 Err(err) => return Err(pg_err(err)),
             }
@@ -230,7 +283,12 @@ impl Tx for PgTx<'_> {
             .map_err(pg_err)
     }
 
-    fn notifications(&mut self, after: i64, upto: Option<i64>, limit: usize) -> Result<Vec<Notification>> {
+    fn notifications(
+        &mut self,
+        after: i64,
+        upto: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
         let stmt = self.statement(&format!(
             "SELECT id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} \
              WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
@@ -240,13 +298,23 @@ impl Tx for PgTx<'_> {
             .query(&stmt, &[&after, &upto.unwrap_or(i64::MAX), &(limit as i64)])
             .map_err(pg_err)?;
         rows.iter()
-            .map(|r| Ok(Notification { id: r.try_get(0).map_err(pg_err)?, event: stored_event(r, 1)? }))
+            .map(|r| {
+                Ok(Notification {
+                    id: r.try_get(0).map_err(pg_err)?,
+                    event: stored_event(r, 1)?,
+                })
+            })
             .collect()
     }
 
     fn max_notification_id(&mut self) -> Result<i64> {
-        let stmt = self.statement(&format!("SELECT COALESCE(MAX(id), 0)::bigint FROM {EVENTS_TABLE}"))?;
-        self.tx.query_one(&stmt, &[]).and_then(|r| r.try_get(0)).map_err(pg_err)
+        let stmt = self.statement(&format!(
+            "SELECT COALESCE(MAX(id), 0)::bigint FROM {EVENTS_TABLE}"
+        ))?;
+        self.tx
+            .query_one(&stmt, &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(pg_err)
     }
 
     fn execute(&mut self, sql: &str, params: &[Sql]) -> Result<u64> {
@@ -262,7 +330,13 @@ impl Tx for PgTx<'_> {
         let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
         let rows = self.tx.query(&stmt, &refs).map_err(pg_err)?;
         rows.iter()
-            .map(|row| kinds.iter().enumerate().map(|(i, k)| read_cell(row, i, *k)).collect())
+            .map(|row| {
+                kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| read_cell(row, i, *k))
+                    .collect()
+            })
             .collect()
     }
 

@@ -55,7 +55,10 @@ pub fn ensure_event_tables(tx: &mut dyn Tx) -> Result<()> {
     let backend = tx.backend();
     if backend == Backend::Postgres {
         // Several processes may start at once; create the tables once.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext('biomero_event_tables'))", &[])?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('biomero_event_tables'))",
+            &[],
+        )?;
     }
     if !tx.table_exists(EVENTS_TABLE)? {
         tx.execute_batch(&events_ddl(backend))?;

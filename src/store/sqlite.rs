@@ -34,7 +34,11 @@ impl SqliteStore {
             Synchronous::Normal => "NORMAL",
         };
         let (manager, max_size, masked) = match location {
-            SqliteLocation::Memory => (SqliteConnectionManager::memory(), 1, "sqlite:///:memory:".to_owned()),
+            SqliteLocation::Memory => (
+                SqliteConnectionManager::memory(),
+                1,
+                "sqlite:///:memory:".to_owned(),
+            ),
             SqliteLocation::File(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     if !dir.is_dir() {
@@ -44,7 +48,11 @@ impl SqliteStore {
                         )));
                     }
                 }
-                (SqliteConnectionManager::file(path), 8, format!("sqlite:///{}", path.display()))
+                (
+                    SqliteConnectionManager::file(path),
+                    8,
+                    format!("sqlite:///{}", path.display()),
+                )
             }
         };
         let is_file = matches!(location, SqliteLocation::File(_));
@@ -60,8 +68,16 @@ impl SqliteStore {
         let pool = Pool::builder()
             .max_size(max_size)
             .min_idle(if is_file { Some(0) } else { Some(1) })
-            .idle_timeout(if is_file { Some(Duration::from_secs(600)) } else { None })
-            .max_lifetime(if is_file { Some(Duration::from_secs(3600)) } else { None })
+            .idle_timeout(if is_file {
+                Some(Duration::from_secs(600))
+            } else {
+                None
+            })
+            .max_lifetime(if is_file {
+                Some(Duration::from_secs(3600))
+            } else {
+                None
+            })
             .connection_timeout(BUSY_TIMEOUT)
             .build(manager)
             .map_err(|e| db_err(&masked, e))?;
@@ -74,11 +90,17 @@ impl SqliteStore {
 }
 
 fn db_err(url: &str, e: impl std::fmt::Display) -> Error {
-    Error::Database { backend: "sqlite", message: format!("{url}: {e}") }
+    Error::Database {
+        backend: "sqlite",
+        message: format!("{url}: {e}"),
+    }
 }
 
 fn sql_err(e: rusqlite::Error) -> Error {
-    Error::Database { backend: "sqlite", message: e.to_string() }
+    Error::Database {
+        backend: "sqlite",
+        message: e.to_string(),
+    }
 }
 
 impl EventStore for SqliteStore {
@@ -92,7 +114,9 @@ impl EventStore for SqliteStore {
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err)?;
         let mut stx = SqliteTx { conn: &tx };
         f(&mut stx)?; // dropping `tx` on error rolls back
         tx.commit().map_err(sql_err)
@@ -100,7 +124,9 @@ impl EventStore for SqliteStore {
 
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred).map_err(sql_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(sql_err)?;
         let mut stx = SqliteTx { conn: &tx };
         f(&mut stx)
     }
@@ -126,14 +152,21 @@ impl ToSql for Sql {
             Sql::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
             Sql::Real(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
             Sql::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Sql::Uuid(u) => ToSqlOutput::Owned(rusqlite::types::Value::Text(u.simple().to_string())),
-            Sql::Time(t) => ToSqlOutput::Owned(rusqlite::types::Value::Text(t.format(TIME_FORMAT).to_string())),
+            Sql::Uuid(u) => {
+                ToSqlOutput::Owned(rusqlite::types::Value::Text(u.simple().to_string()))
+            }
+            Sql::Time(t) => ToSqlOutput::Owned(rusqlite::types::Value::Text(
+                t.format(TIME_FORMAT).to_string(),
+            )),
         })
     }
 }
 
 fn read_cell(v: ValueRef<'_>, kind: Kind) -> Result<Sql> {
-    let bad = |what: &str| Error::Database { backend: "sqlite", message: format!("unexpected {what} in a {kind:?} column") };
+    let bad = |what: &str| Error::Database {
+        backend: "sqlite",
+        message: format!("unexpected {what} in a {kind:?} column"),
+    };
     Ok(match (v, kind) {
         (ValueRef::Null, _) => Sql::Null,
         (ValueRef::Integer(i), Kind::Int) => Sql::Int(i),
@@ -146,7 +179,9 @@ fn read_cell(v: ValueRef<'_>, kind: Kind) -> Result<Sql> {
             let s = std::str::from_utf8(t).map_err(|_| bad("bytes"))?;
             Sql::Uuid(Uuid::try_parse(s).map_err(|_| bad("text"))?)
         }
-        (ValueRef::Blob(b), Kind::Uuid) if b.len() == 16 => Sql::Uuid(Uuid::from_slice(b).map_err(|_| bad("blob"))?),
+        (ValueRef::Blob(b), Kind::Uuid) if b.len() == 16 => {
+            Sql::Uuid(Uuid::from_slice(b).map_err(|_| bad("blob"))?)
+        }
         (ValueRef::Text(t), Kind::Time) => {
             let s = std::str::from_utf8(t).map_err(|_| bad("bytes"))?;
             Sql::Time(parse_time(s).ok_or_else(|| bad("time text"))?)
@@ -199,7 +234,12 @@ impl Tx for SqliteTx<'_> {
             ))
             .map_err(sql_err)?;
         let rows = stmt
-            .query_map([&originator_id.as_bytes()[..]], |r| Ok(Notification { id: r.get(0)?, event: stored_event(r, 1)? }))
+            .query_map([&originator_id.as_bytes()[..]], |r| {
+                Ok(Notification {
+                    id: r.get(0)?,
+                    event: stored_event(r, 1)?,
+                })
+            })
             .map_err(sql_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_err)
     }
@@ -213,10 +253,20 @@ impl Tx for SqliteTx<'_> {
             .map_err(sql_err)?;
         let mut ids = Vec::with_capacity(events.len());
         for e in events {
-            match stmt.execute(rusqlite::params![&e.originator_id.as_bytes()[..], e.originator_version, e.topic, e.state]) {
+            match stmt.execute(rusqlite::params![
+                &e.originator_id.as_bytes()[..],
+                e.originator_version,
+                e.topic,
+                e.state
+            ]) {
                 Ok(_) => ids.push(self.conn.last_insert_rowid()),
-                Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::ConstraintViolation => {
-                    return Err(Error::Conflict { id: e.originator_id, version: e.originator_version })
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == ErrorCode::ConstraintViolation =>
+                {
+                    return Err(Error::Conflict {
+                        id: e.originator_id,
+                        version: e.originator_version,
+                    })
                 }
                 Err(err) => return Err(sql_err(err)),
             }
@@ -228,7 +278,12 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn notifications(&mut self, after: i64, upto: Option<i64>, limit: usize) -> Result<Vec<Notification>> {
+    fn notifications(
+        &mut self,
+        after: i64,
+        upto: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -237,16 +292,26 @@ impl Tx for SqliteTx<'_> {
             ))
             .map_err(sql_err)?;
         let rows = stmt
-            .query_map(rusqlite::params![after, upto.unwrap_or(i64::MAX), limit as i64], |r| {
-                Ok(Notification { id: r.get(0)?, event: stored_event(r, 1)? })
-            })
+            .query_map(
+                rusqlite::params![after, upto.unwrap_or(i64::MAX), limit as i64],
+                |r| {
+                    Ok(Notification {
+                        id: r.get(0)?,
+                        event: stored_event(r, 1)?,
+                    })
+                },
+            )
             .map_err(sql_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_err)
     }
 
     fn max_notification_id(&mut self) -> Result<i64> {
         self.conn
-            .query_row(&format!("SELECT COALESCE(MAX(id), 0) FROM {EVENTS_TABLE}"), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT COALESCE(MAX(id), 0) FROM {EVENTS_TABLE}"),
+                [],
+                |r| r.get(0),
+            )
             .map_err(sql_err)
     }
 
@@ -254,16 +319,22 @@ impl Tx for SqliteTx<'_> {
         let mut stmt = self.conn.prepare_cached(&dialect(sql)).map_err(sql_err)?;
         // A SELECT through execute (e.g. a lock function) must not fail.
         if stmt.readonly() {
-            let mut rows = stmt.query(params_from_iter(params.iter())).map_err(sql_err)?;
+            let mut rows = stmt
+                .query(params_from_iter(params.iter()))
+                .map_err(sql_err)?;
             while rows.next().map_err(sql_err)?.is_some() {}
             return Ok(0);
         }
-        stmt.execute(params_from_iter(params.iter())).map(|n| n as u64).map_err(sql_err)
+        stmt.execute(params_from_iter(params.iter()))
+            .map(|n| n as u64)
+            .map_err(sql_err)
     }
 
     fn query(&mut self, sql: &str, params: &[Sql], kinds: &[Kind]) -> Result<Vec<Vec<Sql>>> {
         let mut stmt = self.conn.prepare_cached(&dialect(sql)).map_err(sql_err)?;
-        let mut rows = stmt.query(params_from_iter(params.iter())).map_err(sql_err)?;
+        let mut rows = stmt
+            .query(params_from_iter(params.iter()))
+            .map_err(sql_err)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(sql_err)? {
             let mut cells = Vec::with_capacity(kinds.len());
@@ -281,9 +352,11 @@ impl Tx for SqliteTx<'_> {
 
     fn table_exists(&mut self, table: &str) -> Result<bool> {
         self.conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n > 0)
             .map_err(sql_err)
     }

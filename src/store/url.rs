@@ -35,7 +35,10 @@ pub struct PostgresTarget {
 
 #[derive(Debug, Clone)]
 pub enum DbUrl {
-    Sqlite { location: SqliteLocation, synchronous: Synchronous },
+    Sqlite {
+        location: SqliteLocation,
+        synchronous: Synchronous,
+    },
     Postgres(PostgresTarget),
 }
 
@@ -79,8 +82,14 @@ impl DbUrl {
     /// The URL for messages and `status`, password masked as `***`.
     pub fn masked(&self) -> String {
         match self {
-            DbUrl::Sqlite { location: SqliteLocation::Memory, .. } => "sqlite:///:memory:".into(),
-            DbUrl::Sqlite { location: SqliteLocation::File(p), .. } => format!("sqlite:///{}", p.display()),
+            DbUrl::Sqlite {
+                location: SqliteLocation::Memory,
+                ..
+            } => "sqlite:///:memory:".into(),
+            DbUrl::Sqlite {
+                location: SqliteLocation::File(p),
+                ..
+            } => format!("sqlite:///{}", p.display()),
             DbUrl::Postgres(t) => {
                 let auth = match (&t.user, &t.password) {
                     (Some(u), Some(_)) => format!("{u}:***@"),
@@ -88,8 +97,16 @@ impl DbUrl {
                     (None, Some(_)) => ":***@".into(),
                     (None, None) => String::new(),
                 };
-                let host = if t.host.starts_with('/') { String::new() } else { t.host.clone() };
-                let mut s = format!("postgresql://{auth}{host}:{}/{}", t.port, t.dbname.as_deref().unwrap_or(""));
+                let host = if t.host.starts_with('/') {
+                    String::new()
+                } else {
+                    t.host.clone()
+                };
+                let mut s = format!(
+                    "postgresql://{auth}{host}:{}/{}",
+                    t.port,
+                    t.dbname.as_deref().unwrap_or("")
+                );
                 if t.host.starts_with('/') {
                     s.push_str(&format!("?host={}", t.host));
                 }
@@ -101,12 +118,21 @@ impl DbUrl {
 
 /// Masks the password of any URL-like text (`scheme://user:secret@host`).
 pub fn mask(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else { return text.to_owned() };
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_owned();
+    };
     let after = &text[scheme_end + 3..];
-    let Some(at) = after.rfind('@') else { return text.to_owned() };
+    let Some(at) = after.rfind('@') else {
+        return text.to_owned();
+    };
     let userinfo = &after[..at];
     match userinfo.find(':') {
-        Some(colon) => format!("{}{}:***{}", &text[..scheme_end + 3], &userinfo[..colon], &after[at..]),
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &text[..scheme_end + 3],
+            &userinfo[..colon],
+            &after[at..]
+        ),
         None => text.to_owned(),
     }
 }
@@ -134,9 +160,15 @@ fn parse_sqlite(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
             ("synchronous", "full") => synchronous = Synchronous::Full,
             ("synchronous", "normal") => synchronous = Synchronous::Normal,
             ("synchronous", _) => {
-                return Err(Error::value(format!("url: synchronous={v:?} is not supported (use full or normal)")))
+                return Err(Error::value(format!(
+                    "url: synchronous={v:?} is not supported (use full or normal)"
+                )))
             }
-            _ => return Err(Error::value(format!("url: unsupported sqlite URL parameter {k:?}"))),
+            _ => {
+                return Err(Error::value(format!(
+                    "url: unsupported sqlite URL parameter {k:?}"
+                )))
+            }
         }
     }
     let location = match rest {
@@ -151,7 +183,10 @@ fn parse_sqlite(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
             SqliteLocation::File(PathBuf::from(decode(p, "path")?))
         }
     };
-    Ok(DbUrl::Sqlite { location, synchronous })
+    Ok(DbUrl::Sqlite {
+        location,
+        synchronous,
+    })
 }
 
 fn parse_postgres(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
@@ -172,7 +207,9 @@ fn parse_postgres(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
     };
     let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
         // [::1]:5432
-        let (h, p) = h.split_once(']').ok_or_else(|| Error::value("url: unterminated [ in host"))?;
+        let (h, p) = h
+            .split_once(']')
+            .ok_or_else(|| Error::value("url: unterminated [ in host"))?;
         match p.strip_prefix(':') {
             Some(p) => (h.to_owned(), parse_port(p)?),
             None => (h.to_owned(), 5432),
@@ -225,7 +262,8 @@ fn parse_postgres(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
 }
 
 fn parse_port(p: &str) -> Result<u16> {
-    p.parse().map_err(|_| Error::value(format!("url: port {p:?} is not a number from 1 to 65535")))
+    p.parse()
+        .map_err(|_| Error::value(format!("url: port {p:?} is not a number from 1 to 65535")))
 }
 
 #[cfg(test)]
@@ -240,36 +278,61 @@ mod tests {
         };
         assert_eq!(m("sqlite://"), SqliteLocation::Memory);
         assert_eq!(m("sqlite:///:memory:"), SqliteLocation::Memory);
-        assert_eq!(m("sqlite:///rel/x.db"), SqliteLocation::File("rel/x.db".into()));
-        assert_eq!(m("sqlite:////abs/x.db"), SqliteLocation::File("/abs/x.db".into()));
+        assert_eq!(
+            m("sqlite:///rel/x.db"),
+            SqliteLocation::File("rel/x.db".into())
+        );
+        assert_eq!(
+            m("sqlite:////abs/x.db"),
+            SqliteLocation::File("/abs/x.db".into())
+        );
         assert!(matches!(
             DbUrl::parse("sqlite:///x.db?synchronous=normal").unwrap(),
-            DbUrl::Sqlite { synchronous: Synchronous::Normal, .. }
+            DbUrl::Sqlite {
+                synchronous: Synchronous::Normal,
+                ..
+            }
         ));
     }
 
     #[test]
     fn postgres_forms_and_masking() {
-        let DbUrl::Postgres(t) = DbUrl::parse("postgresql+psycopg2://bio:p%40ss%3Aw@db.example:6543/biomero").unwrap() else {
+        let DbUrl::Postgres(t) =
+            DbUrl::parse("postgresql+psycopg2://bio:p%40ss%3Aw@db.example:6543/biomero").unwrap()
+        else {
             panic!()
         };
         assert_eq!(t.password.as_deref(), Some("p@ss:w"));
         assert_eq!((t.host.as_str(), t.port), ("db.example", 6543));
-        let u = DbUrl::parse("postgresql+psycopg2://bio:p%40ss%3Aw@db.example:6543/biomero").unwrap();
+        let u =
+            DbUrl::parse("postgresql+psycopg2://bio:p%40ss%3Aw@db.example:6543/biomero").unwrap();
         assert_eq!(u.masked(), "postgresql://bio:***@db.example:6543/biomero");
-        let DbUrl::Postgres(t) = DbUrl::parse("postgres://u@/db?host=/var/run/postgresql").unwrap() else { panic!() };
+        let DbUrl::Postgres(t) = DbUrl::parse("postgres://u@/db?host=/var/run/postgresql").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(t.host, "/var/run/postgresql");
     }
 
     #[test]
     fn bad_urls_name_the_scheme_and_hide_the_password() {
-        let e = DbUrl::parse("mysql://root:hunter2@localhost/db").unwrap_err().to_string();
+        let e = DbUrl::parse("mysql://root:hunter2@localhost/db")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mysql") && !e.contains("hunter2"), "{e}");
         let e = DbUrl::parse("nonsense:hunter2").unwrap_err().to_string();
         assert!(e.contains("not a database URL"), "{e}");
         assert!(DbUrl::parse("").is_err());
-        let e = DbUrl::parse("postgresql://u:hunter2@h/db?sslmode=require").unwrap_err().to_string();
-        assert!(e.contains("sslmode=require") && !e.contains("hunter2"), "{e}");
-        assert_eq!(mask("postgresql://u:secret@h/db"), "postgresql://u:***@h/db");
+        let e = DbUrl::parse("postgresql://u:hunter2@h/db?sslmode=require")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sslmode=require") && !e.contains("hunter2"),
+            "{e}"
+        );
+        assert_eq!(
+            mask("postgresql://u:secret@h/db"),
+            "postgresql://u:***@h/db"
+        );
     }
 }
