@@ -17,6 +17,18 @@ fn reset_logging_cache() {
     }
 }
 
+/// Decodes stored `state` bytes of `topic` and encodes them again, as
+/// biomero_rs would write that event (a diagnostic for byte compatibility).
+#[pyfunction]
+fn reencode_state<'py>(py: Python<'py>, topic: &str, state: &[u8]) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    use crate::domain::{Event, Upcasters};
+    let up = Upcasters::standard();
+    let event = Event::decode(uuid::Uuid::nil(), 0, topic, state, up)
+        .map_err(errors::to_py)?
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("topic: unknown topic {topic:?}")))?;
+    Ok(pyo3::types::PyBytes::new(py, &event.encode_state(up)))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -30,6 +42,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         }
     }
     m.add_function(wrap_pyfunction!(reset_logging_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_class::<tracker::WorkflowTracker>()?;
     m.add_class::<tracker::Repository>()?;
     m.add_class::<tracker::NotificationLog>()?;
