@@ -37,6 +37,10 @@ pub enum Error {
     #[error("cannot decode stored event: {0}")]
     Decode(String),
 
+    /// The caller's progress callback asked to stop.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+
     /// A value that the event codec cannot store exactly.
     #[error("{0}")]
     Encode(String),

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod migrations;
 pub mod projections;
+pub mod rebuild;
 pub mod store;
 pub mod tracker;
 

@@ -41,3 +41,10 @@ pub fn ensure_view_tables(tx: &mut dyn Tx) -> Result<()> {
 pub fn ensure_view_tables_in(store: &dyn crate::store::EventStore) -> Result<()> {
     crate::store::write_tx(store, ensure_view_tables)
 }
+
+/// Runs the migrations; returns the revisions applied. (The baseline only,
+/// until the versioned migrator lands.)
+pub fn run(store: &dyn crate::store::EventStore) -> Result<Vec<String>> {
+    ensure_view_tables_in(store)?;
+    Ok(Vec::new())
+}

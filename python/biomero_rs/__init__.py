@@ -2,18 +2,37 @@
 
 Switch BIOMERO by changing imports::
 
-    from biomero_rs import WorkflowTracker
+    from biomero_rs import WorkflowTracker, WorkflowProgress
     tracker = WorkflowTracker("sqlite:///biomero.db")
-    wf = tracker.initiate_workflow("Cellpose", "v1", user=3, group=7)
+    wf = tracker.initiate_workflow("Cellpose", "v1", 3, 7)
+    WorkflowProgress("sqlite:///biomero.db").get_workflow(wf)
 """
 
 from biomero_rs._core import (
+    JobAccounting,
+    JobProgress,
+    JobProgressView,
+    JobView,
     Notification,
     Task,
+    TaskExecution,
+    WorkflowAnalytics,
+    WorkflowProgress,
+    WorkflowProgressView,
     WorkflowRun,
     WorkflowTracker,
     __version__,
+    catch_up,
+    rebuild_views,
     reset_logging_cache,
+    run_migrations,
+    status,
+)
+from biomero_rs.compat import (
+    EngineManager,
+    NoOpWorkflowTracker,
+    SingleThreadedRunner,
+    System,
 )
 from biomero_rs.constants import workflow_status
 from biomero_rs.exceptions import (
@@ -32,11 +51,27 @@ __all__ = [
     "BiomeroError",
     "ConcurrencyError",
     "DatabaseError",
+    "EngineManager",
+    "JobAccounting",
+    "JobProgress",
+    "JobProgressView",
+    "JobView",
+    "NoOpWorkflowTracker",
     "Notification",
+    "SingleThreadedRunner",
+    "System",
     "Task",
+    "TaskExecution",
+    "WorkflowAnalytics",
+    "WorkflowProgress",
+    "WorkflowProgressView",
     "WorkflowRun",
     "WorkflowTracker",
     "__version__",
+    "catch_up",
+    "rebuild_views",
     "reset_logging_cache",
+    "run_migrations",
+    "status",
     "workflow_status",
 ]

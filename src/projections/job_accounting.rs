@@ -1,11 +1,66 @@
-//! biomero_job_view (to be written).
+//! biomero_job_view: which user, group and task a Slurm job belongs to.
+//!
+//! JobIdAdded(T, J): T's workflow W (established by TaskAdded(W, T)) gives
+//! the user and group; the row of J is upserted, so a recycled Slurm id
+//! overwrites the old row (as in biomero 2.8.3).
 
-use crate::domain::Event;
+use crate::domain::{Event, Payload};
 use crate::error::Result;
-use crate::store::Tx;
+use crate::projections::lookup;
+use crate::store::{Sql, Tx};
 
 pub const TABLE: &str = "biomero_job_view";
 
-pub fn apply(_tx: &mut dyn Tx, _id: i64, _event: &Event) -> Result<()> {
+pub fn apply(tx: &mut dyn Tx, id: i64, event: &Event) -> Result<()> {
+    let Payload::JobIdAdded { job_id } = &event.payload else { return Ok(()) };
+    let task_id = event.originator_id;
+    let Some(task) = lookup::task(tx, task_id, id)? else {
+        log::debug!("[JA] JobIdAdded ignored: task {task_id} has no TaskCreated");
+        return Ok(());
+    };
+    let Some(wf) = lookup::task_workflow(tx, &task, id)? else {
+        log::debug!("[JA] JobIdAdded event ignored: task_id={task_id} not found in tasks");
+        return Ok(());
+    };
+    let job = match lookup::job_id_column(job_id) {
+        Ok(j) => j,
+        Err(why) => {
+            log::warn!("[JA] task {task_id}: {why}; the event is stored but {TABLE} gets no row for it");
+            return Ok(());
+        }
+    };
+    let (user, group) = match (lookup::int_column(&wf.user), lookup::int_column(&wf.group)) {
+        (Ok(Some(u)), Ok(Some(g))) => (u, g),
+        (u, g) => {
+            log::warn!(
+                "[JA] job {job} of task {task_id}: workflow {} has user {} and group {}, which {TABLE} cannot hold; row skipped",
+                wf.id,
+                describe(u),
+                describe(g)
+            );
+            return Ok(());
+        }
+    };
+    write(tx, job, user, group, task_id)
+}
+
+fn describe(v: std::result::Result<Option<i32>, String>) -> String {
+    match v {
+        Ok(Some(i)) => i.to_string(),
+        Ok(None) => "None".into(),
+        Err(why) => why,
+    }
+}
+
+fn write(tx: &mut dyn Tx, job: i32, user: i32, group: i32, task_id: uuid::Uuid) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO {TABLE} (slurm_job_id, \"user\", \"group\", task_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (slurm_job_id) DO UPDATE SET \"user\" = excluded.\"user\", \
+             \"group\" = excluded.\"group\", task_id = excluded.task_id"
+        ),
+        &[Sql::Int(job.into()), Sql::Int(user.into()), Sql::Int(group.into()), Sql::Uuid(task_id)],
+    )?;
+    log::debug!("[JA] Upserted job into view table: job_id={job}, user={user}, group={group}, task_id={task_id}");
     Ok(())
 }

@@ -10,6 +10,7 @@
 pub mod job_accounting;
 pub mod job_progress;
 pub mod lookup;
+pub mod queries;
 pub mod workflow_analytics;
 pub mod workflow_progress;
 
@@ -172,42 +173,42 @@ pub fn decode(n: &Notification) -> Option<Event> {
     }
 }
 
-/// Applies the stored events in `(min position, upto]` to each view that has
-/// not seen them, in batches. Returns how many events were applied.
-pub fn catch_up_to(
-    tx: &mut dyn Tx,
-    views: &[View],
-    positions: &mut [i64],
-    upto: i64,
-) -> Result<u64> {
-    let mut applied = 0;
-    let Some(mut after) = positions.iter().copied().min() else {
-        return Ok(0);
-    };
-    while after < upto {
-        let batch = tx.notifications(after, Some(upto), BATCH)?;
-        let Some(last) = batch.last().map(|n| n.id) else {
-            break;
-        };
-        for n in &batch {
-            if let Some(ev) = decode(n) {
-                for (view, pos) in views.iter().zip(positions.iter()) {
-                    if *pos < n.id {
-                        view.apply(tx, n.id, &ev)?;
-                    }
+/// Applies a batch of stored notifications (in id order) to each view that
+/// has not seen them, and advances `positions` past the batch.
+pub fn apply_batch(tx: &mut dyn Tx, views: &[View], positions: &mut [i64], batch: &[Notification]) -> Result<()> {
+    for n in batch {
+        if let Some(ev) = decode(n) {
+            for (view, pos) in views.iter().zip(positions.iter()) {
+                if *pos < n.id {
+                    view.apply(tx, n.id, &ev)?;
                 }
-                applied += 1;
             }
         }
+    }
+    if let Some(last) = batch.last() {
         for pos in positions.iter_mut() {
-            *pos = (*pos).max(last);
+            *pos = (*pos).max(last.id);
         }
+    }
+    Ok(())
+}
+
+/// Applies the stored events in `(min position, upto]` to each view that has
+/// not seen them, in batches. Returns how many events were read.
+pub fn catch_up_to(tx: &mut dyn Tx, views: &[View], positions: &mut [i64], upto: i64) -> Result<u64> {
+    let mut read = 0;
+    let Some(mut after) = positions.iter().copied().min() else { return Ok(0) };
+    while after < upto {
+        let batch = tx.notifications(after, Some(upto), BATCH)?;
+        let Some(last) = batch.last().map(|n| n.id) else { break };
+        apply_batch(tx, views, positions, &batch)?;
+        read += batch.len() as u64;
         after = last;
     }
     for pos in positions.iter_mut() {
         *pos = (*pos).max(upto);
     }
-    Ok(applied)
+    Ok(read)
 }
 
 /// Runs the projectors on a command's new events, inside its transaction:

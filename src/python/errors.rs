@@ -28,7 +28,7 @@ pub fn to_py(err: Error) -> PyErr {
         e @ Error::Conflict { .. } => raise(py, "ConcurrencyError", e.to_string()),
         Error::Concurrency(m) => raise(py, "ConcurrencyError", m),
         e @ Error::Database { .. } => raise(py, "DatabaseError", e.to_string()),
-        e @ Error::Decode(_) => raise(py, "BiomeroError", e.to_string()),
+        e @ (Error::Decode(_) | Error::Cancelled(_)) => raise(py, "BiomeroError", e.to_string()),
     })
 }
 

@@ -2,7 +2,9 @@
 
 mod convert;
 mod errors;
+mod maintenance;
 mod tracker;
+mod views;
 
 use pyo3::prelude::*;
 use std::sync::OnceLock;
@@ -43,12 +45,19 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add_function(wrap_pyfunction!(reset_logging_cache, m)?)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::rebuild_views, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::catch_up, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::run_migrations, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::status, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::execute_sql, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::close_store, m)?)?;
     m.add_class::<tracker::WorkflowTracker>()?;
     m.add_class::<tracker::Repository>()?;
     m.add_class::<tracker::NotificationLog>()?;
     m.add_class::<tracker::Notification>()?;
     m.add_class::<tracker::WorkflowRun>()?;
     m.add_class::<tracker::Task>()?;
+    views::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -254,8 +254,11 @@ pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
 }
 
 /// Forgets the shared store of `url` (its pool closes when the last user
-/// drops it). A memory database is dropped with it.
+/// drops it). The memory database is kept for the life of the process.
 pub fn close(url: &str) {
+    if matches!(DbUrl::parse(url), Ok(DbUrl::Sqlite { location: url::SqliteLocation::Memory, .. })) {
+        return; // the process's one memory database stays
+    }
     registry()
         .lock()
         .unwrap_or_else(|e| e.into_inner())

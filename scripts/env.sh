@@ -1,0 +1,20 @@
+# Sourced by the scripts: makes .venv with maturin, and builds biomero_rs into it.
+# BIOMERO_RS_PROFILE=release|dev (default release) picks the Rust build profile.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  "$PY" -m venv .venv
+fi
+VPY="$ROOT/.venv/bin/python"
+"$VPY" -m pip install -q --upgrade pip >/dev/null
+"$VPY" -m pip install -q "maturin>=1.5,<2" "$@"
+echo "== building biomero_rs (${BIOMERO_RS_PROFILE:-release})"
+if [ "${BIOMERO_RS_PROFILE:-release}" = "release" ]; then
+  "$ROOT/.venv/bin/maturin" develop --release -q
+else
+  "$ROOT/.venv/bin/maturin" develop -q
+fi

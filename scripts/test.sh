@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs everything and runs the whole test suite: Rust unit and
+# integration tests, then pytest on SQLite and Postgres (including the
+# compatibility tests against the reference package biomero 2.8.3).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+export BIOMERO_RS_PROFILE="${BIOMERO_RS_PROFILE:-dev}"
+source "$ROOT/scripts/env.sh" pytest pytest-timeout "biomero==2.8.3" psycopg2-binary
+if [[ ",${BIOMERO_TEST_BACKENDS:-sqlite,postgres}," == *",postgres,"* ]]; then
+  source "$ROOT/scripts/postgres.sh"
+fi
+echo "== cargo test"
+cargo test --quiet
+echo "== pytest"
+"$ROOT/.venv/bin/python" -m pytest -q "$@"

@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""Drives the reference package (biomero 2.8.3 on eventsourcing 9.5 and
+eventsourcing_sqlalchemy 1.0.1) against one database, in its own process.
+
+    reftool.py write URL     stdin: a workload (JSON, tagged), stdout: {"name": "uuid hex", ...}
+    reftool.py read URL      stdin: ["uuid hex", ...],  stdout: [snapshot, ...] (tagged)
+    reftool.py reencode URL  stdout: every stored event with the reference's
+                             re-encoding of it (hex bytes)
+
+The reference is set up as BIOMERO's ``SlurmClient.initialize_analytics_system``
+does it: ``SQLALCHEMY_URL``, ``PERSISTENCE_MODULE=eventsourcing_sqlalchemy``, a
+scoped session from ``biomero.database.EngineManager.create_scoped_session``
+whose topic goes into ``SQLALCHEMY_SCOPED_SESSION_TOPIC``, and the
+``WorkflowTracker`` taken from an eventsourcing ``SingleThreadedRunner``.
+
+The module is also imported by the tests (without touching the reference) for
+the shared parts: the tagged JSON encoding of values, the workload runner and
+the aggregate snapshot, so both implementations run and are read the same way.
+
+Tagged encoding (exact, so that values compare with ``==``): str, bool, None
+and int are plain JSON; everything else is a one-key object:
+``{"$float": repr}``, ``{"$uuid": hex}``, ``{"$datetime": isoformat}``,
+``{"$decimal": str}``, ``{"$dict": [[key, value], ...]}`` (key order kept),
+``{"$tuple": [...]}``; lists are lists. Only in workloads: ``{"$ref": name}``
+is the UUID an earlier command returned under ``"as": name``, and
+``{"$result": {...}}`` an object with those attributes (a fabric ``Result``).
+"""
+
+import datetime
+import decimal
+import json
+import math
+import os
+import sys
+import types
+import uuid
+
+# ------------------------------------------------------------ tagged values
+
+
+def tag(v):
+    """A Python value as exact, comparable JSON."""
+    if v is None or isinstance(v, (bool, str)):
+        if type(v) not in (type(None), bool, str):
+            return {"$other": type(v).__name__, "repr": repr(v)}
+        return v
+    if type(v) is int:
+        return v
+    if type(v) is float:
+        return {"$float": repr(v)}
+    if isinstance(v, uuid.UUID):
+        return {"$uuid": v.hex}
+    if type(v) is datetime.datetime:
+        return {"$datetime": v.isoformat()}
+    if type(v) is decimal.Decimal:
+        return {"$decimal": str(v)}
+    if isinstance(v, dict):
+        out = {"$dict": [[tag(k), tag(x)] for k, x in v.items()]}
+        if type(v) is not dict:
+            out["$type"] = type(v).__name__
+        return out
+    if type(v) is list:
+        return [tag(x) for x in v]
+    if type(v) is tuple:
+        return {"$tuple": [tag(x) for x in v]}
+    return {"$other": type(v).__name__, "repr": repr(v)}
+
+
+def untag(v, refs=None):
+    """The Python value of tagged JSON; ``$ref`` names resolve through ``refs``."""
+    if isinstance(v, list):
+        return [untag(x, refs) for x in v]
+    if not isinstance(v, dict):
+        return v
+    if len(v) != 1 and "$dict" not in v:
+        raise ValueError(f"not a tagged value: {v!r}")
+    ((key, data),) = list(v.items())[:1]
+    if key == "$float":
+        return float(data)
+    if key == "$uuid":
+        return uuid.UUID(data)
+    if key == "$datetime":
+        return datetime.datetime.fromisoformat(data)
+    if key == "$decimal":
+        return decimal.Decimal(data)
+    if key == "$dict":
+        return {untag(k, refs): untag(x, refs) for k, x in data}
+    if key == "$tuple":
+        return tuple(untag(x, refs) for x in data)
+    if key == "$ref":
+        return refs[data]
+    if key == "$result":
+        return types.SimpleNamespace(**untag(data, refs))
+    raise ValueError(f"unknown tag {key!r}")
+
+
+def dumps(v) -> str:
+    """Tagged JSON text of a value (NaN and friends only appear inside tags)."""
+    return json.dumps(tag(v), allow_nan=False, ensure_ascii=False)
+
+
+def loads(text: str, refs=None):
+    return untag(json.loads(text), refs)
+
+
+# ----------------------------------------------------------------- workload
+#
+# A workload is a list of steps {"cmd": name, "args": [tagged...], "as": name?}.
+# The same runner drives biomero_rs's tracker and the reference's.
+
+
+def run_workload(tracker, workload):
+    """Runs the steps; returns {name: UUID} of the ids returned under "as"."""
+    refs = {}
+    for step in workload:
+        args = untag(step.get("args", []), refs)
+        result = getattr(tracker, step["cmd"])(*args)
+        if "as" in step:
+            if not isinstance(result, uuid.UUID):
+                raise AssertionError(f"{step['cmd']} returned {result!r}, not a UUID")
+            refs[step["as"]] = result
+    return refs
+
+
+WORKFLOW_ATTRS = ("id", "version", "created_on", "modified_on",
+                  "name", "description", "user", "group", "tasks")
+TASK_ATTRS = ("id", "version", "created_on", "modified_on",
+              "workflow_id", "task_name", "task_version", "input_data", "params",
+              "job_ids", "results", "result_message", "status", "progress")
+
+
+def snapshot(agg, absent_as_none=()):
+    """Every attribute of a WorkflowRun or Task, tagged. Attributes named in
+    ``absent_as_none`` read as None when the object lacks them (the reference's
+    Task has no ``progress`` until its first ProgressUpdated)."""
+    kind = type(agg).__name__
+    if kind not in ("WorkflowRun", "Task"):
+        raise AssertionError(f"unexpected aggregate class {type(agg)!r}")
+    attrs = WORKFLOW_ATTRS if kind == "WorkflowRun" else TASK_ATTRS
+    out = {"kind": kind}
+    for a in attrs:
+        if a in absent_as_none and not hasattr(agg, a):
+            out[a] = None
+        else:
+            out[a] = tag(getattr(agg, a))
+    return out
+
+
+# ---------------------------------------------------------------- reference
+
+
+def reference_tracker(url):
+    """The reference's WorkflowTracker, set up as SlurmClient does."""
+    os.environ["SQLALCHEMY_URL"] = url
+    persistence_module = os.environ.setdefault("PERSISTENCE_MODULE", "eventsourcing_sqlalchemy")
+    from eventsourcing.system import SingleThreadedRunner, System
+
+    from biomero.database import EngineManager
+    from biomero.eventsourcing import WorkflowTracker
+
+    topic = EngineManager.create_scoped_session(sqlalchemy_url=url)
+    runner = SingleThreadedRunner(System(pipes=[[WorkflowTracker]]), env={
+        "SQLALCHEMY_SCOPED_SESSION_TOPIC": topic,
+        "PERSISTENCE_MODULE": persistence_module,
+    })
+    runner.start()
+    return runner, runner.get(WorkflowTracker)
+
+
+def cmd_write(tracker, stdin):
+    refs = run_workload(tracker, json.loads(stdin))
+    return {name: u.hex for name, u in refs.items()}
+
+
+def cmd_read(tracker, stdin):
+    from biomero.database import EngineManager
+
+    out = []
+    for hex_id in json.loads(stdin):
+        agg = tracker.repository.get(uuid.UUID(hex_id))
+        out.append(snapshot(agg, absent_as_none=("progress",)))
+    EngineManager.rollback()
+    return out
+
+
+def cmd_reencode(tracker, stdin):
+    """Every stored event: the bytes as the reference reads them, and the
+    reference's mapper decoding then encoding them again."""
+    from biomero.database import EngineManager
+
+    out = []
+    start = 1
+    while True:
+        page = tracker.recorder.select_notifications(start=start, limit=500)
+        for n in page:
+            domain_event = tracker.mapper.to_domain_event(n)
+            again = tracker.mapper.to_stored_event(domain_event)
+            out.append({
+                "id": n.id,
+                "originator_id": uuid.UUID(str(n.originator_id)).hex,
+                "originator_version": n.originator_version,
+                "topic": n.topic,
+                "state": bytes(n.state).hex(),
+                "reencoded_topic": again.topic,
+                "reencoded": bytes(again.state).hex(),
+            })
+        if len(page) < 500:
+            break
+        start = page[-1].id + 1
+    EngineManager.rollback()
+    return out
+
+
+COMMANDS = {"write": cmd_write, "read": cmd_read, "reencode": cmd_reencode}
+
+
+def main(argv):
+    if len(argv) != 3 or argv[1] not in COMMANDS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, url = argv[1], argv[2]
+    stdin = sys.stdin.read() if command != "reencode" else ""
+    runner, tracker = reference_tracker(url)
+    try:
+        result = COMMANDS[command](tracker, stdin)
+    finally:
+        runner.stop()
+        from biomero.database import EngineManager
+
+        EngineManager.close_engine()
+    json.dump(result, sys.stdout, allow_nan=False, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
