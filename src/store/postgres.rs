@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{NoTls, Statement, Transaction};
-use r2d2::Pool;
+use r2d2::{ManageConnection, Pool};
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,13 +47,18 @@ impl PostgresStore {
         config.application_name(target.application_name.as_deref().unwrap_or("biomero_rs"));
         let endpoint = format!("{}:{}", target.host, target.port);
         let manager = PostgresConnectionManager::new(config, NoTls);
+        // One direct attempt first: an unreachable server or a bad login is
+        // reported at once, with its cause, instead of after the pool's wait.
+        let first = manager.connect().map_err(|e| connect_err(&endpoint, &masked, chain(&e)))?;
         let pool = Pool::builder()
             .max_size(16)
             .min_idle(Some(0))
             .idle_timeout(Some(Duration::from_secs(300)))
             .connection_timeout(target.connect_timeout + Duration::from_secs(1))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)
-            .map_err(|e| connect_err(&endpoint, &masked, e))?;
+            .map_err(|e| connect_err(&endpoint, &masked, chain(&e)))?;
+        drop(first);
         Ok(PostgresStore {
             pool,
             masked,
@@ -78,10 +83,25 @@ fn connect_err(endpoint: &str, masked: &str, e: impl std::fmt::Display) -> Error
     }
 }
 
+/// An error with its causes ("error connecting to server: Connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
 fn pg_err(e: postgres::Error) -> Error {
     let message = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => chain(&e),
     };
     Error::Database {
         backend: "postgres",
