@@ -4,10 +4,12 @@
 use crate::domain::events::format_timestamp;
 use crate::domain::Value;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple, PyType,
+};
 use uuid::Uuid;
 
 const MAX_DEPTH: usize = 200;
@@ -220,24 +222,32 @@ fn to_value_at(obj: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<Val
 }
 
 /// A fabric `Result` (attributes) or a mapping with the same keys, as the
-/// reference's ResultDict.
+/// reference's ResultDict. Anything else (a str, a list, ...) is a TypeError.
 pub fn result_arg(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let py = obj.py();
+    let is_mapping = obj.downcast::<PyMapping>().is_ok();
+    let keys = ["command", "env", "stdout", "stderr"];
+    if !is_mapping && !keys.iter().all(|k| obj.hasattr(*k).unwrap_or(false)) {
+        return Err(PyTypeError::new_err(format!(
+            "result: expected an object with command, env, stdout and stderr attributes (a fabric Result) \
+             or a mapping with those keys, got {}",
+            type_name(obj)
+        )));
+    }
     let mut items = Vec::with_capacity(4);
-    for key in ["command", "env", "stdout", "stderr"] {
-        let v = if let Ok(d) = obj.downcast::<PyDict>() {
-            d.get_item(key)?.ok_or_else(|| {
-                PyValueError::new_err(format!("result: mapping has no {key:?} key"))
-            })?
-        } else if obj.hasattr(key)? {
-            obj.getattr(key)?
-        } else if obj.hasattr("__getitem__")? {
-            obj.get_item(key)
-                .map_err(|_| PyValueError::new_err(format!("result: mapping has no {key:?} key")))?
+    for key in keys {
+        let v = if is_mapping {
+            match obj.get_item(key) {
+                Ok(v) => v,
+                Err(e) if e.is_instance_of::<PyKeyError>(py) => {
+                    return Err(PyValueError::new_err(format!(
+                        "result: mapping has no {key:?} key"
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
         } else {
-            return Err(PyTypeError::new_err(format!(
-                "result: expected an object with command, env, stdout and stderr (a fabric Result) or such a mapping, got {}",
-                type_name(obj)
-            )));
+            obj.getattr(key)?
         };
         items.push((key.to_owned(), to_value(&v, &format!("result.{key}"))?));
     }

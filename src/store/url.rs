@@ -57,14 +57,23 @@ impl DbUrl {
                  postgresql://user@host/db)"
             )));
         };
+        // The user info ends at the last '@' (a password may hold '/', '?'
+        // or '@'); nothing of it ever goes into a message.
+        let (userinfo, rest) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
+        };
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, q),
             None => (rest, ""),
         };
         let params = parse_query(query)?;
         match scheme.to_ascii_lowercase().as_str() {
-            "sqlite" | "sqlite+pysqlite" => parse_sqlite(rest, &params),
-            "postgresql" | "postgres" | "postgresql+psycopg2" | "postgresql+psycopg" => parse_postgres(rest, &params),
+            "sqlite" | "sqlite+pysqlite" if userinfo.is_none() => parse_sqlite(rest, &params),
+            "sqlite" | "sqlite+pysqlite" => Err(Error::value("url: a sqlite URL takes no user or password")),
+            "postgresql" | "postgres" | "postgresql+psycopg2" | "postgresql+psycopg" => {
+                parse_postgres(userinfo, rest, &params)
+            }
             other => Err(Error::value(format!(
                 "url: unsupported database scheme {other:?} (supported: sqlite, postgresql, postgres, \
                  postgresql+psycopg2, postgresql+psycopg)"
@@ -189,14 +198,10 @@ fn parse_sqlite(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
     })
 }
 
-fn parse_postgres(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
-    let (authority, dbname) = match rest.split_once('/') {
+fn parse_postgres(userinfo: Option<&str>, rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
+    let (hostport, dbname) = match rest.split_once('/') {
         Some((a, d)) => (a, d),
         None => (rest, ""),
-    };
-    let (userinfo, hostport) = match authority.rfind('@') {
-        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-        None => (None, authority),
     };
     let (user, password) = match userinfo {
         None => (None, None),

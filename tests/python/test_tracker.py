@@ -318,6 +318,28 @@ def test_str_uuids_are_accepted(tracker):
     assert uuid.uuid4() not in tracker.repository
 
 
+def test_keyword_arguments_use_the_reference_names(tracker):
+    tr = tracker
+    wf = tr.initiate_workflow(name="n", description=None, user=1, group=2)
+    t = tr.add_task_to_workflow(workflow_id=wf, task_name="t", task_version="1",
+                                input_data={"a": 1}, kwargs={"b": 2})
+    tr.start_workflow(workflow_id=wf)
+    tr.start_task(task_id=t)
+    tr.add_job_id(task_id=t, slurm_job_id="5")
+    tr.add_result(task_id=t, result={"command": "c", "env": {}, "stdout": "", "stderr": ""})
+    tr.update_task_status(task_id=t, status="RUNNING")
+    tr.update_task_progress(task_id=t, progress="1%")
+    tr.complete_task(task_id=t, message="m")
+    tr.fail_task(task_id=t, error_message="e")
+    tr.complete_workflow(workflow_id=wf)
+    tr.fail_workflow(workflow_id=wf, error_message="e")
+    task = tr.repository.get(aggregate_id=t)
+    assert (task.params, task.input_data, task.version, task.result_message) == ({"b": 2}, {"a": 1}, 7, "e")
+    assert tr.repository.get(wf).version == 4
+    log = tr.notification_log.select(start=1, limit=3)
+    assert [n.id for n in log] == [1, 2, 3]
+
+
 # -------------------------------------------------------------------- errors
 
 
@@ -471,6 +493,8 @@ def test_wrong_types_name_the_argument(populated):
         ("update_task_progress int", lambda: tr.update_task_progress(t, 50), TypeError, "progress"),
         ("add_result int", lambda: tr.add_result(t, 42), TypeError, "result"),
         ("add_result None", lambda: tr.add_result(t, None), TypeError, "result"),
+        ("add_result str", lambda: tr.add_result(t, "Submitted batch job 1"), TypeError, "result"),
+        ("add_result list", lambda: tr.add_result(t, ["ls", {}, "", ""]), TypeError, "result"),
         ("add_result missing key", lambda: tr.add_result(t, {"command": "c", "env": {}, "stdout": ""}),
          ValueError, "result", "stderr"),
         ("add_result object missing attr",
@@ -577,11 +601,15 @@ def test_bad_urls_name_the_scheme_and_hide_the_password():
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason="src/store/url.rs echoes parts of an unencoded password "
-                   "containing '/' or '?' in its port/parameter errors (reported)")
 def test_unencoded_special_characters_in_password_never_shown():
-    for url in ["postgresql://u:hunter/2@localhost/db", "postgresql://u:hun?ter@localhost/db"]:
-        with pytest.raises(ValueError) as ei:
+    # The user info ends at the last '@', so these parse (and fail to connect,
+    # or fail on the bad port) without any part of the password in the message.
+    for url in [
+        "postgresql://u:hunter/2@127.0.0.1:1/db",
+        "postgresql://u:hun?ter@127.0.0.1:1/db",
+        "postgresql://u:hun@ter@127.0.0.1:notaport/db",
+    ]:
+        with pytest.raises((ValueError, DatabaseError)) as ei:
             WorkflowTracker(url)
         msg = str(ei.value)
         assert "hunter" not in msg and "hun" not in msg and "ter@" not in msg, msg
@@ -601,6 +629,19 @@ def test_connection_failure_is_a_database_error_without_password(caplog):
     msg = str(ei.value)
     assert "postgres" in msg.lower() and secret not in msg
     assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif("postgres" not in __import__("conftest").BACKENDS, reason="needs the Postgres server")
+def test_server_refusal_is_a_database_error_without_password():
+    from conftest import PG_SERVER
+
+    secret = "pw-" + uuid.uuid4().hex[:8]
+    scheme, rest = PG_SERVER.split("://", 1)
+    user = rest.rsplit("@", 1)[0].split(":", 1)[0] if "@" in rest else "postgres"
+    url = f"{scheme}://{user}:{secret}@{rest.rsplit('@', 1)[-1]}"
+    with pytest.raises(DatabaseError) as ei:
+        WorkflowTracker(url + "/no_such_database_" + uuid.uuid4().hex[:8])
+    assert "no_such_database" in str(ei.value) and secret not in str(ei.value)
 
 
 def test_url_falls_back_to_sqlalchemy_url(db, monkeypatch):
@@ -652,6 +693,7 @@ def test_logging_debug_lines_like_the_reference(tracker, caplog):
     try:
         caplog.clear()
         wf = tracker.initiate_workflow("Name", "Desc", 3, 7)
+        tracker.initiate_workflow("Other", None, 4, 8)
         t = tracker.add_task_to_workflow(wf, "task.py", "1.2", {}, {})
         tracker.start_workflow(wf)
         tracker.start_task(t)
@@ -674,6 +716,7 @@ def test_logging_debug_lines_like_the_reference(tracker, caplog):
     # The reference's f-strings (biomero/eventsourcing.py).
     expected = [
         "[WFT] Initiating workflow: name=Name, description=Desc, user=3, group=7",
+        "[WFT] Initiating workflow: name=Other, description=None, user=4, group=8",
         f"[WFT] Adding task to workflow: workflow_id={wf}, task_name=task.py, task_version=1.2",
         f"[WFT] Starting workflow: workflow_id={wf}",
         f"[WFT] Starting task: task_id={t}",
