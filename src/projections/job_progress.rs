@@ -42,10 +42,7 @@ pub fn apply(tx: &mut dyn Tx, id: i64, event: &Event) -> Result<()> {
         ),
         _ => unreachable!("one of status and progress is set"),
     };
-    let Some(new_status) = new_status else {
-        log::warn!("[JP] job {job}: status None cannot be stored (status is NOT NULL); row not updated");
-        return Ok(());
-    };
+    let Some(new_status) = new_status else { return Ok(()) };
     tx.execute(
         &format!(
             "INSERT INTO {TABLE} (slurm_job_id, status, progress) VALUES ($1, $2, $3) \
@@ -57,13 +54,17 @@ pub fn apply(tx: &mut dyn Tx, id: i64, event: &Event) -> Result<()> {
     Ok(())
 }
 
-/// A status as stored text; `Ok(None)` for None (not storable), and a warning
-/// plus `Ok(None)` for other unstorable values.
+/// A status as stored text; `None` (after a warning) when the NOT NULL column
+/// cannot hold it.
 fn text(v: &Value, what: &str, job: i64) -> Result<Option<String>> {
     Ok(match lookup::text_column(v) {
-        Ok(t) => t,
+        Ok(Some(t)) => Some(t),
+        Ok(None) => {
+            log::warn!("[JP] job {job}: {what} None cannot be stored ({what} is NOT NULL); row not updated");
+            None
+        }
         Err(why) => {
-            log::warn!("[JP] job {job}: {what} {why}");
+            log::warn!("[JP] job {job}: {what} {why}; row not updated");
             None
         }
     })

@@ -101,7 +101,12 @@ fn task_created(tx: &mut dyn Tx, id: i64, task_id: Uuid) -> Result<()> {
 fn task_added(tx: &mut dyn Tx, id: i64, task_id: Uuid) -> Result<()> {
     let Some(mut row) = queries::get_task_execution(tx, task_id)? else { return Ok(()) };
     let Some(task) = lookup::task(tx, task_id, id)? else { return Ok(()) };
-    let Some((user_id, group_id)) = owner(tx, &task, id)? else { return Ok(()) };
+    let Some((user_id, group_id)) = owner(tx, &task, id)? else {
+        // The row cannot show the task's owner: drop it rather than keep a
+        // row that says it has none (later events then find no row).
+        tx.execute(&format!("DELETE FROM {TABLE} WHERE task_id = $1"), &[Sql::Uuid(task_id)])?;
+        return Ok(());
+    };
     if (row.user_id, row.group_id) != (user_id, group_id) {
         row.user_id = user_id;
         row.group_id = group_id;

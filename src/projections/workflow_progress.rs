@@ -198,7 +198,7 @@ fn truthy(v: &Value) -> bool {
         Value::Str(s) => !s.is_empty(),
         Value::List(l) => !l.is_empty(),
         Value::Dict(d) => !d.is_empty(),
-        Value::Decimal(d) => d.parse::<f64>().map_or(true, |f| f != 0.0),
+        Value::Decimal(d) => !matches!(d.parse::<f64>(), Ok(f) if f == 0.0),
         Value::Uuid(_) | Value::DateTime(_) => true,
     }
 }

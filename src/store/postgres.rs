@@ -315,7 +315,7 @@ impl Tx for PgTx<'_> {
         ))?;
         let rows = self
             .tx
-            .query(&stmt, &[&after, &upto.unwrap_or(i64::MAX), &(limit as i64)])
+            .query(&stmt, &[&after, &upto.unwrap_or(i64::MAX), &i64::try_from(limit).unwrap_or(i64::MAX)])
             .map_err(pg_err)?;
         rows.iter()
             .map(|r| {

@@ -293,7 +293,7 @@ impl Tx for SqliteTx<'_> {
             .map_err(sql_err)?;
         let rows = stmt
             .query_map(
-                rusqlite::params![after, upto.unwrap_or(i64::MAX), limit as i64],
+                rusqlite::params![after, upto.unwrap_or(i64::MAX), i64::try_from(limit).unwrap_or(i64::MAX)],
                 |r| {
                     Ok(Notification {
                         id: r.get(0)?,
