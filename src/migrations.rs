@@ -1,20 +1,57 @@
-//! The view tables' schema, from the SQL files in `migrations/`.
+//! The view tables' schema migrations: ordered revisions from the SQL files in
+//! `migrations/<dialect>/NNNN_<id>.sql`, recorded as Alembic records them.
+//!
+//! Only the four `biomero_*` view tables are migrated, never the event table
+//! or the projectors' tracking tables (the event store owns those).
+//!
+//! The applied revision is kept in `alembic_version_biomero` (one row,
+//! `version_num VARCHAR(32)`, updated on each upgrade), the version table of
+//! BIOMERO's own Alembic track, and the first revision carries the reference's
+//! id `baseline_001`: a database that Python BIOMERO stamped is recognised,
+//! and one that biomero_rs migrated reads as Alembic expects.
+//!
+//! Two entry points:
+//! - [`run`]: the explicit operator action (`biomero_rs.run_migrations`,
+//!   `biomero-rs migrate`). Always migrates, and adopts an unstamped schema
+//!   (tables made by SQLAlchemy's `create_all`) when it matches the baseline.
+//! - [`ensure_view_tables_in`]: the startup path of every tracker, view and
+//!   rebuild. Migrates when `BIOMERO_RUN_MIGRATIONS` is `1` (the default),
+//!   adopting an unstamped schema only with `BIOMERO_ALLOW_AUTO_STAMP=1`;
+//!   with `BIOMERO_RUN_MIGRATIONS=0` it changes nothing and only requires the
+//!   view tables to exist. Cheap once a store is known to be at head.
+//!
+//! Concurrent starters migrate once: the whole migration is one write
+//! transaction, under `pg_advisory_xact_lock(hashtext('biomero_migrations'))`
+//! on Postgres and `BEGIN IMMEDIATE` on SQLite, and it re-reads the stamp
+//! after taking the lock.
 
-use crate::error::Result;
-use crate::store::{Backend, Tx};
+use crate::error::{Error, Result};
+use crate::store::{self, Backend, EventStore, Kind, Sql, Tx};
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 
 /// One revision: its id (as Alembic records it) and its SQL per dialect.
+/// Every revision's SQL is idempotent (`IF NOT EXISTS`), so that missing
+/// tables can be repaired by running it again.
 pub struct Revision {
     pub id: &'static str,
     pub sqlite: &'static str,
     pub postgres: &'static str,
 }
 
-pub const REVISIONS: &[Revision] = &[Revision {
-    id: "baseline_001",
-    sqlite: include_str!("../migrations/sqlite/0001_baseline_001.sql"),
-    postgres: include_str!("../migrations/postgres/0001_baseline_001.sql"),
-}];
+/// The revisions, oldest first. The last one is the head.
+pub const REVISIONS: &[Revision] = &[
+    Revision {
+        id: "baseline_001",
+        sqlite: include_str!("../migrations/sqlite/0001_baseline_001.sql"),
+        postgres: include_str!("../migrations/postgres/0001_baseline_001.sql"),
+    },
+    Revision {
+        id: "views_002",
+        sqlite: include_str!("../migrations/sqlite/0002_views_002.sql"),
+        postgres: include_str!("../migrations/postgres/0002_views_002.sql"),
+    },
+];
 
 impl Revision {
     pub fn sql(&self, backend: Backend) -> &'static str {
@@ -25,26 +62,516 @@ impl Revision {
     }
 }
 
-/// Creates the view tables where missing (the baseline revision).
-pub fn ensure_view_tables(tx: &mut dyn Tx) -> Result<()> {
+/// Alembic's version table of BIOMERO's track.
+pub const VERSION_TABLE: &str = "alembic_version_biomero";
+
+/// The id of the baseline revision (the reference's).
+pub const BASELINE: &str = "baseline_001";
+
+/// The view tables and the columns the baseline gives them.
+pub const VIEW_TABLES: [(&str, &[&str]); 4] = [
+    (
+        "biomero_job_view",
+        &["slurm_job_id", "user", "group", "task_id"],
+    ),
+    (
+        "biomero_job_progress_view",
+        &["slurm_job_id", "status", "progress"],
+    ),
+    (
+        "biomero_workflow_progress_view",
+        &[
+            "workflow_id",
+            "status",
+            "progress",
+            "user",
+            "group",
+            "name",
+            "task",
+            "main_task_name",
+            "start_time",
+        ],
+    ),
+    (
+        "biomero_task_execution",
+        &[
+            "task_id",
+            "task_name",
+            "task_version",
+            "user_id",
+            "group_id",
+            "status",
+            "start_time",
+            "end_time",
+            "error_type",
+        ],
+    ),
+];
+
+/// `BIOMERO_RUN_MIGRATIONS`: migrate on startup (default on).
+pub const ENV_RUN: &str = "BIOMERO_RUN_MIGRATIONS";
+/// `BIOMERO_ALLOW_AUTO_STAMP`: adopt an unstamped schema on startup (default off).
+pub const ENV_AUTO_STAMP: &str = "BIOMERO_ALLOW_AUTO_STAMP";
+
+/// The id of the newest revision.
+pub fn head() -> &'static str {
+    REVISIONS[REVISIONS.len() - 1].id
+}
+
+/// Where the view schema of a database stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// The stamped revision; `None` without a version table or row.
+    pub stamp: Option<String>,
+    /// The view tables that are missing.
+    pub missing: Vec<&'static str>,
+}
+
+impl State {
+    pub fn at_head(&self) -> bool {
+        self.missing.is_empty() && self.stamp.as_deref() == Some(head())
+    }
+}
+
+fn db_error(backend: Backend, message: String) -> Error {
+    Error::Database {
+        backend: backend.name(),
+        message,
+    }
+}
+
+fn position(backend: Backend, id: &str) -> Result<usize> {
+    REVISIONS.iter().position(|r| r.id == id).ok_or_else(|| {
+        let known: Vec<&str> = REVISIONS.iter().map(|r| r.id).collect();
+        db_error(
+            backend,
+            format!(
+                "{VERSION_TABLE} says the view tables are at revision {id:?}, which this \
+                 biomero_rs does not know (it knows {}); the database was probably migrated by a \
+                 newer BIOMERO. Upgrade biomero_rs, or start with {ENV_RUN}=0 to use the tables \
+                 as they are",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+/// Whether a table exists. On Postgres this reads `pg_class` with the
+/// statement's snapshot rather than through `to_regclass`: a name lookup
+/// without a lock uses the catalog cache as of the transaction's start, so a
+/// starter that waited for the migration lock would not see the tables the
+/// winner created meanwhile (and would migrate again).
+fn table_present(tx: &mut dyn Tx, table: &str) -> Result<bool> {
+    match tx.backend() {
+        Backend::Sqlite => tx.table_exists(table),
+        Backend::Postgres => {
+            let rows = tx.query(
+                "SELECT count(*) FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relname = $1 AND c.relkind IN ('r', 'p') \
+                 AND n.nspname = ANY (current_schemas(false))",
+                &[Sql::Text(table.to_owned())],
+                &[Kind::Int],
+            )?;
+            Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0)
+        }
+    }
+}
+
+/// The stamped revision, if any.
+fn read_stamp(tx: &mut dyn Tx) -> Result<Option<String>> {
+    if !table_present(tx, VERSION_TABLE)? {
+        return Ok(None);
+    }
+    let rows = tx.query(
+        &format!("SELECT version_num FROM {VERSION_TABLE}"),
+        &[],
+        &[Kind::Text],
+    )?;
+    let mut ids: Vec<String> = rows
+        .into_iter()
+        .filter_map(|mut r| r.pop().and_then(Sql::into_text))
+        .collect();
+    match ids.len() {
+        0 => Ok(None),
+        1 => Ok(ids.pop()),
+        _ => Err(db_error(
+            tx.backend(),
+            format!(
+                "{VERSION_TABLE} holds several revisions ({}); biomero_rs expects exactly one \
+                 (branched Alembic histories are not supported)",
+                ids.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Reads where the view schema stands.
+pub fn state(tx: &mut dyn Tx) -> Result<State> {
+    let mut missing = Vec::new();
+    for (table, _) in VIEW_TABLES {
+        if !table_present(tx, table)? {
+            missing.push(table);
+        }
+    }
+    Ok(State {
+        stamp: read_stamp(tx)?,
+        missing,
+    })
+}
+
+/// The column names of an existing table.
+fn columns(tx: &mut dyn Tx, table: &str) -> Result<Vec<String>> {
+    let sql = match tx.backend() {
+        Backend::Sqlite => "SELECT name FROM pragma_table_info($1)",
+        Backend::Postgres => {
+            // Same snapshot reasoning as in `table_present`.
+            "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 \
+             AND NOT a.attisdropped AND n.nspname = ANY (current_schemas(false))"
+        }
+    };
+    let rows = tx.query(sql, &[Sql::Text(table.to_owned())], &[Kind::Text])?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|mut r| r.pop().and_then(Sql::into_text))
+        .collect())
+}
+
+/// Refuses existing tables that lack baseline columns (not BIOMERO's schema).
+fn check_adoptable(tx: &mut dyn Tx, present: &[&'static str]) -> Result<()> {
+    let mut problems = Vec::new();
+    for (table, expected) in VIEW_TABLES {
+        if !present.contains(&table) {
+            continue;
+        }
+        let have = columns(tx, table)?;
+        let lacking: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|c| !have.iter().any(|h| h == c))
+            .collect();
+        if !lacking.is_empty() {
+            problems.push(format!("{table} lacks {}", lacking.join(", ")));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(db_error(
+        tx.backend(),
+        format!(
+            "the view tables carry no migration stamp ({VERSION_TABLE}) and do not match \
+             BIOMERO's baseline schema ({}), so they cannot be adopted. Views are derived data: \
+             drop these tables, run `biomero-rs migrate`, then `biomero-rs rebuild` to refill \
+             them from the event log",
+            problems.join("; ")
+        ),
+    ))
+}
+
+fn write_stamp(tx: &mut dyn Tx, from: Option<&str>, to: &str) -> Result<()> {
+    match from {
+        None => {
+            tx.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (\n\tversion_num VARCHAR(32) NOT NULL, \
+                 \n\tCONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num)\n)"
+            ))?;
+            tx.execute(&format!("DELETE FROM {VERSION_TABLE}"), &[])?;
+            tx.execute(
+                &format!("INSERT INTO {VERSION_TABLE} (version_num) VALUES ($1)"),
+                &[Sql::Text(to.to_owned())],
+            )?;
+        }
+        Some(from) => {
+            tx.execute(
+                &format!("UPDATE {VERSION_TABLE} SET version_num = $1 WHERE version_num = $2"),
+                &[Sql::Text(to.to_owned()), Sql::Text(from.to_owned())],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Why a migration may adopt view tables that exist without a stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopt {
+    /// Adopt when they match the baseline (explicit `migrate`, or
+    /// `BIOMERO_ALLOW_AUTO_STAMP=1`).
+    Allowed,
+    /// Refuse with a message saying what to do (startup without
+    /// `BIOMERO_ALLOW_AUTO_STAMP=1`).
+    Refused,
+}
+
+/// Brings the view schema to head in `tx`; returns the revisions applied.
+/// Stamping an adopted schema at `baseline_001` does not count as applying it.
+pub fn migrate(tx: &mut dyn Tx, adopt: Adopt) -> Result<Vec<String>> {
     let backend = tx.backend();
     if backend == Backend::Postgres {
+        // Serialises concurrent starters; released at commit. Every read
+        // below comes after it, so a waiter sees the winner's work.
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext('biomero_migrations'))",
             &[],
         )?;
     }
-    tx.execute_batch(REVISIONS[0].sql(backend))
+    let st = state(tx)?;
+    let present: Vec<&'static str> = VIEW_TABLES
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| !st.missing.contains(t))
+        .collect();
+    let mut applied = Vec::new();
+    let mut stamp = st.stamp.clone();
+    let next = match st.stamp.as_deref() {
+        None if present.is_empty() => 0, // a fresh database: every revision
+        None => {
+            // Tables made without the migrator (SQLAlchemy create_all, as
+            // Python BIOMERO does, or by hand): adopt them as the baseline.
+            check_adoptable(tx, &present)?;
+            if adopt == Adopt::Refused {
+                return Err(db_error(
+                    backend,
+                    format!(
+                        "the BIOMERO view tables ({}) exist but carry no migration stamp \
+                         ({VERSION_TABLE}); they were probably created by Python BIOMERO's \
+                         SQLAlchemy create_all. biomero_rs does not adopt them on startup \
+                         silently: run `biomero-rs migrate --url <url>` (or \
+                         biomero_rs.run_migrations(url)) once to stamp them as {BASELINE} and \
+                         upgrade them, or set {ENV_AUTO_STAMP}=1 to allow this on startup",
+                        present.join(", ")
+                    ),
+                ));
+            }
+            if !st.missing.is_empty() {
+                log::warn!(
+                    "biomero_rs migrations: creating the missing view tables {}",
+                    st.missing.join(", ")
+                );
+            }
+            tx.execute_batch(REVISIONS[0].sql(backend))?; // creates only what is missing
+            write_stamp(tx, None, BASELINE)?;
+            log::warn!(
+                "biomero_rs migrations: adopted the existing view tables ({}) and stamped them \
+                 {BASELINE}",
+                present.join(", ")
+            );
+            stamp = Some(BASELINE.to_owned());
+            1
+        }
+        Some(id) => {
+            let at = position(backend, id)?;
+            if !st.missing.is_empty() {
+                // Stamped but tables were dropped: recreate them as of the
+                // stamped revision (every revision's SQL is idempotent).
+                log::warn!(
+                    "biomero_rs migrations: the view tables {} are missing although the database \
+                     is stamped {id}; recreating them",
+                    st.missing.join(", ")
+                );
+                for rev in &REVISIONS[..=at] {
+                    tx.execute_batch(rev.sql(backend))?;
+                }
+            }
+            at + 1
+        }
+    };
+    for rev in &REVISIONS[next..] {
+        tx.execute_batch(rev.sql(backend))?;
+        write_stamp(tx, stamp.as_deref(), rev.id)?;
+        stamp = Some(rev.id.to_owned());
+        log::info!(
+            "biomero_rs migrations: applied view-table revision {}",
+            rev.id
+        );
+        applied.push(rev.id.to_owned());
+    }
+    Ok(applied)
 }
 
-/// [`ensure_view_tables`] in a transaction of its own.
-pub fn ensure_view_tables_in(store: &dyn crate::store::EventStore) -> Result<()> {
-    crate::store::write_tx(store, ensure_view_tables)
+/// The stores (by masked URL) this process has seen at head.
+fn migrated() -> &'static Mutex<HashSet<String>> {
+    static MIGRATED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    MIGRATED.get_or_init(Default::default)
 }
 
-/// Runs the migrations; returns the revisions applied. (The baseline only,
-/// until the versioned migrator lands.)
-pub fn run(store: &dyn crate::store::EventStore) -> Result<Vec<String>> {
-    ensure_view_tables_in(store)?;
-    Ok(Vec::new())
+fn remember(store: &dyn EventStore) {
+    migrated()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(store.masked_url());
+}
+
+/// Forgets that `store` was at head (after SQL that may have dropped tables).
+pub fn forget(store: &dyn EventStore) {
+    migrated()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&store.masked_url());
+}
+
+fn known_at_head(store: &dyn EventStore) -> bool {
+    migrated()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&store.masked_url())
+}
+
+/// Migrates `store` to head: a read-only check first (no lock when already
+/// there), then one write transaction under the migration lock.
+pub fn run_with(store: &dyn EventStore, adopt: Adopt) -> Result<Vec<String>> {
+    let current = store::read_tx(store, state)?;
+    if current.at_head() {
+        remember(store);
+        return Ok(Vec::new());
+    }
+    let applied = store::write_tx(store, |tx| migrate(tx, adopt))?;
+    remember(store);
+    Ok(applied)
+}
+
+/// Runs the migrations by hand (`run_migrations`, `biomero-rs migrate`);
+/// returns the revisions applied. Adopts unstamped view tables that match the
+/// baseline, whatever `BIOMERO_ALLOW_AUTO_STAMP` says: this is the operator's
+/// explicit action. Ignores `BIOMERO_RUN_MIGRATIONS` for the same reason.
+pub fn run(store: &dyn EventStore) -> Result<Vec<String>> {
+    run_with(store, Adopt::Allowed)
+}
+
+/// A boolean environment switch: `1/true/yes/on` or `0/false/no/off`.
+fn env_flag(name: &str, default: bool) -> Result<bool> {
+    let Ok(raw) = std::env::var(name) else {
+        return Ok(default);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(default),
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::value(format!(
+            "{name}={raw:?}: expected 1 or 0 (or true/false, yes/no, on/off)"
+        ))),
+    }
+}
+
+/// The startup path (trackers, views, rebuild): with `BIOMERO_RUN_MIGRATIONS`
+/// on (the default), migrates to head, adopting unstamped view tables only
+/// when `BIOMERO_ALLOW_AUTO_STAMP=1`; with it off, changes nothing and only
+/// requires the view tables to exist. Once a store is at head, later calls in
+/// this process return at once.
+pub fn ensure_view_tables_in(store: &dyn EventStore) -> Result<()> {
+    if known_at_head(store) {
+        return Ok(());
+    }
+    if !env_flag(ENV_RUN, true)? {
+        let st = store::read_tx(store, state)?;
+        if !st.missing.is_empty() {
+            return Err(db_error(
+                store.backend(),
+                format!(
+                    "the BIOMERO view tables {} do not exist and {ENV_RUN}=0 forbids creating \
+                     them on startup; run `biomero-rs migrate --url <url>` (or \
+                     biomero_rs.run_migrations(url)) first, or unset {ENV_RUN}",
+                    st.missing.join(", ")
+                ),
+            ));
+        }
+        if st.stamp.as_deref() != Some(head()) {
+            log::warn!(
+                "biomero_rs migrations: view tables at revision {}, head is {}; not migrating \
+                 because {ENV_RUN}=0",
+                st.stamp.as_deref().unwrap_or("(none)"),
+                head()
+            );
+        }
+        return Ok(());
+    }
+    let adopt = if env_flag(ENV_AUTO_STAMP, false)? {
+        Adopt::Allowed
+    } else {
+        Adopt::Refused
+    };
+    run_with(store, adopt).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn sqlite() -> (tempfile::TempDir, Arc<dyn EventStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:///{}", dir.path().join("m.db").display());
+        let s = store::open(&url).unwrap();
+        (dir, s)
+    }
+
+    fn st(s: &dyn EventStore) -> State {
+        store::read_tx(s, state).unwrap()
+    }
+
+    #[test]
+    fn revision_files_are_ordered_and_unique() {
+        let mut ids = HashSet::new();
+        for r in REVISIONS {
+            assert!(r.id.len() <= 32, "{} too long for version_num", r.id);
+            assert!(ids.insert(r.id));
+            assert!(r.sqlite.contains(r.id) && r.postgres.contains(r.id));
+        }
+        assert_eq!(REVISIONS[0].id, BASELINE);
+    }
+
+    #[test]
+    fn fresh_database_goes_to_head_once() {
+        let (_d, s) = sqlite();
+        let applied = store::write_tx(s.as_ref(), |tx| migrate(tx, Adopt::Refused)).unwrap();
+        assert_eq!(applied, vec!["baseline_001", "views_002"]);
+        assert!(st(s.as_ref()).at_head());
+        let again = store::write_tx(s.as_ref(), |tx| migrate(tx, Adopt::Refused)).unwrap();
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn unstamped_tables_need_permission_and_the_baseline_columns() {
+        let (_d, s) = sqlite();
+        store::write_tx(s.as_ref(), |tx| tx.execute_batch(REVISIONS[0].sqlite)).unwrap();
+        store::write_tx(s.as_ref(), |tx| {
+            tx.execute_batch("DROP TABLE biomero_job_view")
+        })
+        .unwrap();
+        let err = store::write_tx(s.as_ref(), |tx| migrate(tx, Adopt::Refused)).unwrap_err();
+        assert!(err.to_string().contains(ENV_AUTO_STAMP), "{err}");
+        assert_eq!(st(s.as_ref()).stamp, None);
+        let applied = store::write_tx(s.as_ref(), |tx| migrate(tx, Adopt::Allowed)).unwrap();
+        assert_eq!(applied, vec!["views_002"]);
+        assert!(st(s.as_ref()).at_head()); // the missing table was created
+
+        let (_d2, s2) = sqlite();
+        store::write_tx(s2.as_ref(), |tx| {
+            tx.execute_batch("CREATE TABLE biomero_task_execution (task_id VARCHAR PRIMARY KEY)")
+        })
+        .unwrap();
+        let err = store::write_tx(s2.as_ref(), |tx| migrate(tx, Adopt::Allowed)).unwrap_err();
+        assert!(err.to_string().contains("lacks task_name"), "{err}");
+    }
+
+    #[test]
+    fn stamped_baseline_is_upgraded_and_unknown_stamps_refused() {
+        let (_d, s) = sqlite();
+        store::write_tx(s.as_ref(), |tx| {
+            tx.execute_batch(REVISIONS[0].sqlite)?;
+            write_stamp(tx, None, BASELINE)
+        })
+        .unwrap();
+        let applied = store::write_tx(s.as_ref(), |tx| migrate(tx, Adopt::Refused)).unwrap();
+        assert_eq!(applied, vec!["views_002"]);
+        store::write_tx(s.as_ref(), |tx| {
+            write_stamp(tx, Some("views_002"), "zzz_999")
+        })
+        .unwrap();
+        let err = store::write_tx(s.as_ref(), |tx| migrate(tx, Adopt::Allowed)).unwrap_err();
+        assert!(err.to_string().contains("zzz_999"), "{err}");
+    }
 }

@@ -82,7 +82,7 @@ class EngineManager:
                 url = sqlalchemy_url or os.getenv("SQLALCHEMY_URL")
                 if not url:
                     raise ValueError("sqlalchemy_url: no database URL given and SQLALCHEMY_URL is not set")
-                _core.run_migrations(url)
+                _core.ensure_view_tables(url)
                 cls._url = url
                 cls._topic = f"biomero_rs.compat:EngineManager#{id(cls)}"
             return cls._topic

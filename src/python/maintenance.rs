@@ -26,7 +26,9 @@ pub fn rebuild_views(
     let views = views_arg(views)?;
     if let Some(p) = &progress {
         if !p.bind(py).is_callable() {
-            return Err(pyo3::exceptions::PyTypeError::new_err("progress: expected a callable (done, total)"));
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "progress: expected a callable (done, total)",
+            ));
         }
     }
     let mut failure: Option<PyErr> = None;
@@ -38,7 +40,9 @@ pub fn rebuild_views(
                 Ok(_) => Ok(()),
                 Err(e) => {
                     failure = Some(e);
-                    Err(crate::Error::Cancelled("the progress callback raised".into()))
+                    Err(crate::Error::Cancelled(
+                        "the progress callback raised".into(),
+                    ))
                 }
             })
         };
@@ -54,7 +58,11 @@ pub fn rebuild_views(
 /// many events were read.
 #[pyfunction]
 #[pyo3(signature = (url=None, views=None))]
-pub fn catch_up(py: Python<'_>, url: Option<&Bound<'_, PyAny>>, views: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+pub fn catch_up(
+    py: Python<'_>,
+    url: Option<&Bound<'_, PyAny>>,
+    views: Option<&Bound<'_, PyAny>>,
+) -> PyResult<u64> {
     let url = url_arg(url)?;
     let views = views_arg(views)?;
     py.allow_threads(|| {
@@ -76,10 +84,27 @@ pub fn run_migrations(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResul
     .py()
 }
 
+/// The startup path of the migrations: runs them when BIOMERO_RUN_MIGRATIONS
+/// is 1 (the default), adopting an unstamped schema only when
+/// BIOMERO_ALLOW_AUTO_STAMP=1; with 0 it only checks the tables exist.
+#[pyfunction]
+#[pyo3(signature = (url=None))]
+pub fn ensure_view_tables(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    let url = url_arg(url)?;
+    py.allow_threads(|| {
+        let store = open(url)?;
+        crate::migrations::ensure_view_tables_in(store.as_ref())
+    })
+    .py()
+}
+
 /// Where the log and each projector stand, as a dict.
 #[pyfunction]
 #[pyo3(signature = (url=None))]
-pub fn status<'py>(py: Python<'py>, url: Option<&Bound<'_, PyAny>>) -> PyResult<Bound<'py, PyDict>> {
+pub fn status<'py>(
+    py: Python<'py>,
+    url: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
     let url = url_arg(url)?;
     let s = py
         .allow_threads(|| {
@@ -110,6 +135,8 @@ pub fn status<'py>(py: Python<'py>, url: Option<&Bound<'_, PyAny>>) -> PyResult<
 pub fn execute_sql(py: Python<'_>, url: &str, sql: &str) -> PyResult<()> {
     py.allow_threads(|| {
         let store = store::open(url)?;
+        // The SQL may drop view tables: check them again on next use.
+        crate::migrations::forget(store.as_ref());
         store::write_tx(store.as_ref(), |tx| tx.execute_batch(sql))
     })
     .py()

@@ -22,12 +22,18 @@ fn reset_logging_cache() {
 /// Decodes stored `state` bytes of `topic` and encodes them again, as
 /// biomero_rs would write that event (a diagnostic for byte compatibility).
 #[pyfunction]
-fn reencode_state<'py>(py: Python<'py>, topic: &str, state: &[u8]) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+fn reencode_state<'py>(
+    py: Python<'py>,
+    topic: &str,
+    state: &[u8],
+) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
     use crate::domain::{Event, Upcasters};
     let up = Upcasters::standard();
     let event = Event::decode(uuid::Uuid::nil(), 0, topic, state, up)
         .map_err(errors::to_py)?
-        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("topic: unknown topic {topic:?}")))?;
+        .ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!("topic: unknown topic {topic:?}"))
+        })?;
     Ok(pyo3::types::PyBytes::new(py, &event.encode_state(up)))
 }
 
@@ -48,6 +54,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(maintenance::rebuild_views, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::catch_up, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::run_migrations, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::ensure_view_tables, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::status, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::execute_sql, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::close_store, m)?)?;

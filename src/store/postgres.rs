@@ -19,8 +19,38 @@ use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// A pooled connection with the statements it has prepared, so that each
+/// statement is parsed once per connection, not once per transaction.
+pub struct PgConn {
+    client: postgres::Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// r2d2_postgres's manager, keeping a statement cache with each connection.
+pub struct CachingManager(PostgresConnectionManager<NoTls>);
+
+impl ManageConnection for CachingManager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
+        Ok(PgConn {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
+
 pub struct PostgresStore {
-    pool: Pool<PostgresConnectionManager<NoTls>>,
+    pool: Pool<CachingManager>,
     masked: String,
     /// "host:port" for messages.
     endpoint: String,
@@ -46,10 +76,12 @@ impl PostgresStore {
         }
         config.application_name(target.application_name.as_deref().unwrap_or("biomero_rs"));
         let endpoint = format!("{}:{}", target.host, target.port);
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = CachingManager(PostgresConnectionManager::new(config, NoTls));
         // One direct attempt first: an unreachable server or a bad login is
         // reported at once, with its cause, instead of after the pool's wait.
-        let first = manager.connect().map_err(|e| connect_err(&endpoint, &masked, chain(&e)))?;
+        let first = manager
+            .connect()
+            .map_err(|e| connect_err(&endpoint, &masked, chain(&e)))?;
         let pool = Pool::builder()
             .max_size(16)
             .min_idle(Some(0))
@@ -66,7 +98,7 @@ impl PostgresStore {
         })
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+    fn conn(&self) -> Result<r2d2::PooledConnection<CachingManager>> {
         self.pool
             .get()
             .map_err(|e| connect_err(&self.endpoint, &self.masked, e))
@@ -120,34 +152,49 @@ impl EventStore for PostgresStore {
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction().map_err(pg_err)?;
-        let mut ptx = PgTx {
-            tx,
-            statements: HashMap::new(),
-        };
-        f(&mut ptx)?; // dropping the transaction on error rolls back
-        ptx.tx.commit().map_err(pg_err)
+        let PgConn { client, statements } = &mut *conn;
+        let result = (|| {
+            let tx = client.transaction().map_err(pg_err)?;
+            let mut ptx = PgTx {
+                tx,
+                statements: &mut *statements,
+            };
+            f(&mut ptx)?; // dropping the transaction on error rolls back
+            ptx.tx.commit().map_err(pg_err)
+        })();
+        if result.is_err() {
+            // A failed statement may come from a changed schema: prepare afresh.
+            statements.clear();
+        }
+        result
     }
 
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         let mut conn = self.conn()?;
-        let tx = conn
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .map_err(pg_err)?;
-        let mut ptx = PgTx {
-            tx,
-            statements: HashMap::new(),
-        };
-        f(&mut ptx)
+        let PgConn { client, statements } = &mut *conn;
+        let result = (|| {
+            let tx = client
+                .build_transaction()
+                .read_only(true)
+                .start()
+                .map_err(pg_err)?;
+            let mut ptx = PgTx {
+                tx,
+                statements: &mut *statements,
+            };
+            f(&mut ptx)
+        })();
+        if result.is_err() {
+            statements.clear();
+        }
+        result
     }
 }
 
 pub struct PgTx<'a> {
     tx: Transaction<'a>,
-    /// Statements prepared in this transaction, by SQL text.
-    statements: HashMap<String, Statement>,
+    /// The connection's prepared statements, by SQL text.
+    statements: &'a mut HashMap<String, Statement>,
 }
 
 impl PgTx<'_> {
@@ -315,7 +362,14 @@ impl Tx for PgTx<'_> {
         ))?;
         let rows = self
             .tx
-            .query(&stmt, &[&after, &upto.unwrap_or(i64::MAX), &i64::try_from(limit).unwrap_or(i64::MAX)])
+            .query(
+                &stmt,
+                &[
+                    &after,
+                    &upto.unwrap_or(i64::MAX),
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                ],
+            )
             .map_err(pg_err)?;
         rows.iter()
             .map(|r| {
@@ -365,10 +419,15 @@ impl Tx for PgTx<'_> {
     }
 
     fn table_exists(&mut self, table: &str) -> Result<bool> {
+        // pg_tables, not to_regclass: it sees tables another transaction
+        // committed after this one started (concurrent starters).
         let row = self
             .tx
-            .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&table])
+            .query_one(
+                "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = $1",
+                &[&table],
+            )
             .map_err(pg_err)?;
-        row.try_get(0).map_err(pg_err)
+        Ok(row.try_get::<_, i64>(0).map_err(pg_err)? > 0)
     }
 }
