@@ -13,6 +13,14 @@ eventsourcing_sqlalchemy 1.0.1) against one database, in its own process.
                              while to import): stdin {"write": workload?,
                              "read": ["uuid hex"] | "written"?, "reencode": true?},
                              stdout {"ids", "snapshots", "events"} as asked
+    reftool.py views URL     the reference WITH its four view listeners (as
+                             BIOMERO's SlurmClient wires them) runs a workload;
+                             stdin {"workload": [...], "refs": {...}?,
+                             "queries": [[view, method, args...], ...]?,
+                             "checkpoints": [step index, ...]?};
+                             stdout {"ids", "errors", "tables", "memory",
+                             "checkpoints", "notifications", "queries"}
+                             (see ``do_views``)
 
 The reference is set up as BIOMERO's ``SlurmClient.initialize_analytics_system``
 does it: ``SQLALCHEMY_URL``, ``PERSISTENCE_MODULE=eventsourcing_sqlalchemy``, a
@@ -27,7 +35,7 @@ the aggregate snapshot, so both implementations run and are read the same way.
 Tagged encoding (exact, so that values compare with ``==``): str, bool, None
 and int are plain JSON; everything else is a one-key object:
 ``{"$float": repr}``, ``{"$uuid": hex}``, ``{"$datetime": isoformat}``,
-``{"$decimal": str}``, ``{"$dict": [[key, value], ...]}`` (key order kept),
+``{"$decimal": str}``, ``{"$date": isoformat}``, ``{"$dict": [[key, value], ...]}`` (key order kept),
 ``{"$tuple": [...]}``; lists are lists. Only in workloads: ``{"$ref": name}``
 is the UUID an earlier command returned under ``"as": name``, ``{"$refstr":
 name}`` its ``str``, and ``{"$result": {...}}`` an object with those
@@ -87,6 +95,8 @@ def tag(v):
         return {"$uuid": v.hex}
     if type(v) is datetime.datetime:
         return {"$datetime": v.isoformat()}
+    if type(v) is datetime.date:
+        return {"$date": v.isoformat()}
     if type(v) is decimal.Decimal:
         return {"$decimal": str(v)}
     if isinstance(v, dict):
@@ -116,6 +126,8 @@ def untag(v, refs=None):
         return uuid.UUID(data)
     if key == "$datetime":
         return datetime.datetime.fromisoformat(data)
+    if key == "$date":
+        return datetime.date.fromisoformat(data)
     if key == "$decimal":
         return decimal.Decimal(data)
     if key == "$dict":
@@ -310,8 +322,163 @@ def do_run(url, job):
     return result
 
 
+# ------------------------------------------------ reference with its views
+
+VIEW_MODELS = {
+    # table key: (model name in biomero.database, columns in order)
+    "jobs": ("JobView", ("slurm_job_id", "user", "group", "task_id")),
+    "job_progress": ("JobProgressView", ("slurm_job_id", "status", "progress")),
+    "workflows": ("WorkflowProgressView", ("workflow_id", "status", "progress", "user", "group",
+                                           "name", "task", "main_task_name", "start_time")),
+    "tasks": ("TaskExecution", ("task_id", "task_name", "task_version", "user_id", "group_id",
+                                "status", "start_time", "end_time", "error_type")),
+}
+
+
+def _naive_utc(t):
+    if t is None or t.tzinfo is None:
+        return t
+    return t.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def reference_with_views(url):
+    """The reference's WorkflowTracker with the four listeners, in the
+    System BIOMERO's ``SlurmClient.initialize_analytics_system`` builds:
+    pipes [[WorkflowTracker, JobAccounting], [WorkflowTracker, JobProgress],
+    [WorkflowTracker, WorkflowProgress], [WorkflowTracker, WorkflowAnalytics]]
+    on a SingleThreadedRunner. Returns (runner, tracker, {name: listener})."""
+    os.environ["SQLALCHEMY_URL"] = url
+    persistence_module = os.environ.setdefault("PERSISTENCE_MODULE", "eventsourcing_sqlalchemy")
+    from eventsourcing.system import SingleThreadedRunner, System
+
+    EngineManager, WorkflowTracker = _import_reference()
+    import biomero.views as views
+
+    listeners = {
+        "job_accounting": views.JobAccounting,
+        "job_progress": views.JobProgress,
+        "workflow_progress": views.WorkflowProgress,
+        "workflow_analytics": views.WorkflowAnalytics,
+    }
+    topic = EngineManager.create_scoped_session(sqlalchemy_url=url)
+    runner = SingleThreadedRunner(System(pipes=[[WorkflowTracker, cls] for cls in listeners.values()]), env={
+        "SQLALCHEMY_SCOPED_SESSION_TOPIC": topic,
+        "PERSISTENCE_MODULE": persistence_module,
+    })
+    runner.start()
+    return runner, runner.get(WorkflowTracker), {k: runner.get(cls) for k, cls in listeners.items()}
+
+
+def _view_tables():
+    """Every row of the four biomero_* tables, read through biomero's own
+    SQLAlchemy models, in primary key order."""
+    import biomero.database as bdb
+
+    out = {}
+    with bdb.EngineManager.get_session() as session:
+        for key, (model_name, columns) in VIEW_MODELS.items():
+            model = getattr(bdb, model_name)
+            pk = getattr(model, columns[0])
+            out[key] = [{c: getattr(r, c) for c in columns} for r in session.query(model).order_by(pk).all()]
+        session.rollback()
+    return out
+
+
+def _view_memory(listeners):
+    """The rows the listeners' in-memory state stands for: what each table
+    would hold if every listener wrote its state after every event (the
+    reference defers some writes to the next event of the row, fix 2 of
+    PROJECTIONS.md)."""
+    ja, jp = listeners["job_accounting"], listeners["job_progress"]
+    wfp, wfa = listeners["workflow_progress"], listeners["workflow_analytics"]
+    jobs = [{"slurm_job_id": int(j), "user": u, "group": g, "task_id": t}
+            for j, (t, u, g) in ja.jobs.items()]
+    job_progress = [{"slurm_job_id": int(j), "status": s["status"], "progress": s["progress"]}
+                    for j, s in jp.job_status.items()]
+    workflows = []
+    for wf_id, info in wfp.workflows.items():
+        workflows.append({
+            "workflow_id": wf_id, "status": info["status"], "progress": info["progress"],
+            "user": info["user"], "group": info["group"], "name": info["name"], "task": info["task"],
+            "main_task_name": wfp._determine_main_task_name(wf_id),
+            "start_time": _naive_utc(info["start_time"]),
+        })
+    tasks = []
+    for task_id, info in wfa.tasks.items():
+        owner = wfa.workflows.get(info.get("wf_id")) if info.get("wf_id") else None
+        tasks.append({
+            "task_id": task_id, "task_name": info.get("task_name"), "task_version": info.get("task_version"),
+            "user_id": owner["user"] if owner else None, "group_id": owner["group"] if owner else None,
+            "status": info.get("status"), "start_time": _naive_utc(info.get("start_time")),
+            "end_time": _naive_utc(info.get("end_time")), "error_type": info.get("error_type"),
+        })
+    out = {"jobs": jobs, "job_progress": job_progress, "workflows": workflows, "tasks": tasks}
+    for key, (_, columns) in VIEW_MODELS.items():
+        out[key].sort(key=lambda r: str(r[columns[0]]))
+    return out
+
+
+def _notifications(tracker):
+    """Every stored event: id, originator, topic and the stored state (text)."""
+    out = []
+    start = 1
+    while True:
+        page = tracker.recorder.select_notifications(start=start, limit=500)
+        for n in page:
+            out.append({"id": n.id, "originator_id": uuid.UUID(str(n.originator_id)).hex,
+                        "topic": n.topic, "state": bytes(n.state).decode("utf-8")})
+        if len(page) < 500:
+            break
+        start = page[-1].id + 1
+    return out
+
+
+def do_views(url, job):
+    """``job``: {"workload": [...], "refs": {name: hex}?, "queries": [...]?,
+    "checkpoints": [step index, ...]?}.
+    Runs the workload step by step through the reference with its listeners.
+    A step that raises (the reference's projectors raise inside the command,
+    after its events are stored) is recorded in "errors" as
+    {"step", "type", "message"} and the run goes on. Returns "ids" (name ->
+    hex), "errors", "tables" (the four tables as biomero's models read them),
+    "memory" (the listeners' in-memory rows), "checkpoints" (the same after
+    each step named in "checkpoints"), "notifications" and "queries" (each
+    [view, method, *args] called on the listener, tagged result)."""
+    EngineManager, _ = _import_reference()
+    runner, tracker, listeners = reference_with_views(url)
+    try:
+        refs = {name: uuid.UUID(h) for name, h in job.get("refs", {}).items()}
+        errors, checkpoints = [], []
+        wanted = set(job.get("checkpoints", []))
+        for i, st in enumerate(job["workload"]):
+            try:
+                refs.update(run_workload(tracker, [st], refs))
+            except Exception as e:  # noqa: BLE001 - recorded for the caller
+                errors.append({"step": i, "type": type(e).__name__, "message": str(e)})
+                EngineManager.rollback()
+            if i in wanted:
+                checkpoints.append(tag(_view_memory(listeners)))
+        EngineManager.rollback()
+        queries = []
+        for view, method, *args in job.get("queries", []):
+            result = getattr(listeners[view], method)(*untag(args))
+            EngineManager.rollback()
+            queries.append(tag(result))
+        return {
+            "ids": {name: u.hex for name, u in refs.items()},
+            "errors": errors,
+            "tables": tag(_view_tables()),
+            "memory": tag(_view_memory(listeners)),
+            "checkpoints": checkpoints,
+            "notifications": _notifications(tracker),
+            "queries": queries,
+        }
+    finally:
+        close_reference(runner)
+
+
 def main(argv):
-    if len(argv) != 3 or argv[1] not in ("write", "read", "reencode", "run"):
+    if len(argv) != 3 or argv[1] not in ("write", "read", "reencode", "run", "views"):
         print(__doc__, file=sys.stderr)
         return 2
     command, url = argv[1], argv[2]
@@ -322,6 +489,8 @@ def main(argv):
         result = do_run(url, {"read": stdin})["snapshots"]
     elif command == "reencode":
         result = do_run(url, {"reencode": True})["events"]
+    elif command == "views":
+        result = do_views(url, stdin)
     else:
         result = do_run(url, stdin)
     json.dump(result, sys.stdout, allow_nan=False, ensure_ascii=False)
