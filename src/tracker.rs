@@ -6,7 +6,7 @@ use crate::domain::aggregates::create_event;
 use crate::domain::{Aggregate, Event, Payload, Upcasters, Value};
 use crate::error::{Error, Result};
 use crate::projections::{self, View};
-use crate::store::{self, EventStore, Notification, StoredEvent, Tx};
+use crate::store::{self, Backend, EventStore, Notification, StoredEvent, Tx};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -28,6 +28,24 @@ fn check_i32(arg: &str, v: i64) -> Result<Value> {
         )));
     }
     Ok(Value::Int(v))
+}
+
+/// Refuses a NUL character in a value that the views copy into a text column
+/// on Postgres, whose text types cannot hold it. Checked for every writer,
+/// with or without views: a stored event whose view row can never be written
+/// would stop every later projection (and so every command with views).
+fn check_view_text(backend: Backend, arg: &str, v: &Value) -> Result<()> {
+    if backend == Backend::Postgres {
+        if let Value::Str(s) = v {
+            if s.contains('\0') {
+                return Err(Error::value(format!(
+                    "{arg}: contains a NUL character (\\x00), which the biomero_* view tables on \
+                     Postgres cannot store"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Tracker {
@@ -72,7 +90,19 @@ impl Tracker {
     ) -> Result<Vec<Event>> {
         let mut attempt = 0;
         loop {
+            // The first attempt reads the aggregate before queueing for the
+            // log's lock, so that uncontended writers load in parallel. After
+            // a lost race, the retry queues behind every other writer before
+            // it reads (SQLite's BEGIN IMMEDIATE always does): under the lock
+            // the load sees every commit before it, so the retry cannot lose
+            // to a writer that takes the lock too. Without this, each retry
+            // on a busy Postgres aggregate lost again to a writer queued ahead
+            // and ran out of retries (ConcurrencyError).
+            let lock_first = attempt > 0;
             let result = store::write_tx(self.store.as_ref(), |tx| {
+                if lock_first {
+                    tx.lock_log()?;
+                }
                 let events = decide(tx)?;
                 let stored: Vec<StoredEvent> = events
                     .iter()
@@ -97,10 +127,14 @@ impl Tracker {
                              gave up after {MAX_RETRIES} retries"
                         )));
                     }
-                    let backoff = Duration::from_millis((5u64 << attempt.min(7)).min(500));
-                    let jitter = Duration::from_millis(rand::random::<u64>() % 10);
                     log::debug!("{what}: version conflict on {id}, retry {attempt}/{MAX_RETRIES}");
-                    std::thread::sleep(backoff + jitter);
+                    // The first retry queues on the lock at once; later ones
+                    // (conflicts with writers that do not lock) back off.
+                    if attempt > 1 {
+                        let backoff = Duration::from_millis((5u64 << attempt.min(7)).min(500));
+                        let jitter = Duration::from_millis(rand::random::<u64>() % 10);
+                        std::thread::sleep(backoff + jitter);
+                    }
                 }
                 other => return other,
             }
@@ -149,8 +183,10 @@ impl Tracker {
             "[WFT] Initiating workflow: name={name}, description={}, user={user}, group={group}",
             show(&description)
         );
+        let name = Value::Str(name);
+        check_view_text(self.store.backend(), "name", &name)?;
         let payload = Payload::WorkflowInitiated {
-            name: Value::Str(name),
+            name,
             description,
             user: check_i32("user", user)?,
             group: check_i32("group", group)?,
@@ -174,9 +210,12 @@ impl Tracker {
             "[WFT] Adding task to workflow: workflow_id={workflow_id}, task_name={task_name}, task_version={}",
             show(&task_version)
         );
+        let task_name = Value::Str(task_name);
+        check_view_text(self.store.backend(), "task_name", &task_name)?;
+        check_view_text(self.store.backend(), "task_version", &task_version)?;
         let created = create_event(Payload::TaskCreated {
             workflow_id,
-            task_name: Value::Str(task_name),
+            task_name,
             task_version,
             input_data,
             params,
@@ -239,6 +278,7 @@ impl Tracker {
             "[WFT] Failing task: task_id={id}, error_message={}",
             show(&error_message)
         );
+        check_view_text(self.store.backend(), "error_message", &error_message)?;
         self.update("fail_task", id, Payload::TaskFailed { error_message })
     }
 
@@ -267,6 +307,7 @@ impl Tracker {
             "[WFT] Adding status to task: task_id={id}, status={}",
             show(&status)
         );
+        check_view_text(self.store.backend(), "status", &status)?;
         self.update("update_task_status", id, Payload::StatusUpdated { status })
     }
 
@@ -275,6 +316,7 @@ impl Tracker {
             "[WFT] Adding progress to task: task_id={id}, progress={}",
             show(&progress)
         );
+        check_view_text(self.store.backend(), "progress", &progress)?;
         self.update(
             "update_task_progress",
             id,

@@ -7,9 +7,12 @@
 use crate::error::{Error, Result};
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::{SqliteLocation, Synchronous};
-use crate::store::{Backend, EventStore, Kind, Notification, Sql, StoredEvent, Tx};
+use crate::store::{
+    edge_events_sql, events_of_sql, Backend, EdgeQuery, EventStore, Kind, Notification,
+    NotificationRef, Sql, StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
+};
 use chrono::NaiveDateTime;
-use r2d2::Pool;
+use r2d2::{ManageConnection, Pool};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, ErrorCode, ToSql, TransactionBehavior};
@@ -40,6 +43,11 @@ impl SqliteStore {
                 "sqlite:///:memory:".to_owned(),
             ),
             SqliteLocation::File(path) => {
+                if path.as_os_str().as_encoded_bytes().contains(&0) {
+                    return Err(Error::value(
+                        "url: the SQLite file path contains a NUL character",
+                    ));
+                }
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     if !dir.is_dir() {
                         return Err(Error::value(format!(
@@ -58,12 +66,21 @@ impl SqliteStore {
         let is_file = matches!(location, SqliteLocation::File(_));
         let manager = manager.with_init(move |c: &mut Connection| {
             c.busy_timeout(BUSY_TIMEOUT)?;
+            // The projectors use a few dozen distinct statements; rusqlite's
+            // default cache of 16 would re-prepare them all the time.
+            c.set_prepared_statement_cache_capacity(128);
             if is_file {
                 let _: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
             }
             c.execute_batch(&format!("PRAGMA synchronous={sync};"))?;
             Ok(())
         });
+        // One direct attempt first: a file that cannot be opened (a folder, no
+        // permission, not a database) is reported at once with its cause,
+        // instead of after the pool's wait of BUSY_TIMEOUT.
+        if is_file {
+            drop(manager.connect().map_err(|e| db_err(&masked, e))?);
+        }
         // A memory database lives as long as its one connection: keep it.
         let pool = Pool::builder()
             .max_size(max_size)
@@ -208,8 +225,8 @@ pub fn parse_time(s: &str) -> Option<NaiveDateTime> {
 }
 
 fn stored_event(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<StoredEvent> {
-    let id: Vec<u8> = r.get(offset)?;
-    let originator_id = Uuid::from_slice(&id).map_err(|e| {
+    let id = r.get_ref(offset)?.as_blob()?;
+    let originator_id = Uuid::from_slice(id).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(offset, rusqlite::types::Type::Blob, Box::new(e))
     })?;
     Ok(StoredEvent {
@@ -235,6 +252,62 @@ impl Tx for SqliteTx<'_> {
             .map_err(sql_err)?;
         let rows = stmt
             .query_map([&originator_id.as_bytes()[..]], |r| {
+                Ok(Notification {
+                    id: r.get(0)?,
+                    event: stored_event(r, 1)?,
+                })
+            })
+            .map_err(sql_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_err)
+    }
+
+    fn edge_events(
+        &mut self,
+        queries: &[EdgeQuery<'_>],
+        upto: i64,
+    ) -> Result<Vec<Option<Notification>>> {
+        let mut out: Vec<Option<Notification>> = vec![None; queries.len()];
+        for (c, chunk) in queries.chunks(EDGE_QUERIES_PER_STATEMENT).enumerate() {
+            let sql = edge_events_sql(chunk).replace('$', "?");
+            let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
+            let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(1 + 2 * chunk.len());
+            params.push(upto.into());
+            for q in chunk {
+                params.push(q.originator_id.as_bytes().to_vec().into());
+                params.push(q.topic.to_owned().into());
+            }
+            let mut rows = stmt.query(params_from_iter(params)).map_err(sql_err)?;
+            while let Some(r) = rows.next().map_err(sql_err)? {
+                let q: i64 = r.get(0).map_err(sql_err)?;
+                let n = Notification {
+                    id: r.get(1).map_err(sql_err)?,
+                    event: stored_event(r, 2).map_err(sql_err)?,
+                };
+                if let Some(slot) = usize::try_from(q)
+                    .ok()
+                    .and_then(|q| out.get_mut(c * EDGE_QUERIES_PER_STATEMENT + q))
+                {
+                    *slot = Some(n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn events_of(
+        &mut self,
+        originator_id: Uuid,
+        topics: &[&str],
+        upto: i64,
+    ) -> Result<Vec<Notification>> {
+        let sql = events_of_sql(topics.len()).replace('$', "?");
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
+        let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(2 + topics.len());
+        params.push(originator_id.as_bytes().to_vec().into());
+        params.push(upto.into());
+        params.extend(topics.iter().map(|t| rusqlite::types::Value::from(t.to_string())));
+        let rows = stmt
+            .query_map(params_from_iter(params), |r| {
                 Ok(Notification {
                     id: r.get(0)?,
                     event: stored_event(r, 1)?,
@@ -293,7 +366,11 @@ impl Tx for SqliteTx<'_> {
             .map_err(sql_err)?;
         let rows = stmt
             .query_map(
-                rusqlite::params![after, upto.unwrap_or(i64::MAX), i64::try_from(limit).unwrap_or(i64::MAX)],
+                rusqlite::params![
+                    after,
+                    upto.unwrap_or(i64::MAX),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
                 |r| {
                     Ok(Notification {
                         id: r.get(0)?,
@@ -303,6 +380,62 @@ impl Tx for SqliteTx<'_> {
             )
             .map_err(sql_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_err)
+    }
+
+    fn scan_notifications(
+        &mut self,
+        after: i64,
+        upto: Option<i64>,
+        limit: usize,
+        f: &mut dyn FnMut(&NotificationRef<'_>),
+    ) -> Result<(usize, Option<i64>)> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} \
+                 WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3"
+            ))
+            .map_err(sql_err)?;
+        let mut rows = stmt
+            .query(rusqlite::params![
+                after,
+                upto.unwrap_or(i64::MAX),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])
+            .map_err(sql_err)?;
+        let (mut count, mut last) = (0, None);
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let bad = |what: &str| Error::Database {
+                backend: "sqlite",
+                message: format!("{EVENTS_TABLE}: {what} is not what the event store writes"),
+            };
+            let id: i64 = r.get(0).map_err(sql_err)?;
+            let originator = r
+                .get_ref(1)
+                .map_err(sql_err)?
+                .as_blob()
+                .map_err(|_| bad("originator_id"))?;
+            let topic = r
+                .get_ref(3)
+                .map_err(sql_err)?
+                .as_str()
+                .map_err(|_| bad("topic"))?;
+            let state = r
+                .get_ref(4)
+                .map_err(sql_err)?
+                .as_blob()
+                .map_err(|_| bad("state"))?;
+            f(&NotificationRef {
+                id,
+                originator_id: Uuid::from_slice(originator).map_err(|_| bad("originator_id"))?,
+                originator_version: r.get(2).map_err(sql_err)?,
+                topic,
+                state,
+            });
+            count += 1;
+            last = Some(id);
+        }
+        Ok((count, last))
     }
 
     fn max_notification_id(&mut self) -> Result<i64> {
