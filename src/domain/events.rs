@@ -369,7 +369,7 @@ impl Event {
         };
         let stored_version = match fields.iter().position(|(k, _)| k == "class_version") {
             Some(i) => match fields.remove(i).1 {
-                Value::Int(v) if v >= 1 => v as u32,
+                Value::Int(v) if v >= 1 && v <= i64::from(u32::MAX) => v as u32,
                 other => {
                     return Err(Error::decode(format!(
                         "{topic}: invalid class_version {other:?}"
@@ -452,6 +452,17 @@ mod tests {
             Upcasters::standard(),
         );
         assert!(matches!(r, Ok(None)));
+    }
+
+    #[test]
+    fn out_of_range_class_versions_are_refused() {
+        for v in ["0", "-1", "4294967297", "1.5"] {
+            let state = format!(
+                r#"{{"timestamp":{{"_type_":"datetime_iso","_data_":"2026-01-02T03:04:05+00:00"}},"status":"x","class_version":{v}}}"#
+            );
+            let r = Event::decode(Uuid::nil(), 1, EventType::StatusUpdated.topic(), state.as_bytes(), Upcasters::standard());
+            assert!(matches!(r, Err(Error::Decode(_))), "{v}: {r:?}");
+        }
     }
 
     #[test]

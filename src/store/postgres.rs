@@ -8,7 +8,10 @@
 use crate::error::{Error, Result};
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::PostgresTarget;
-use crate::store::{Backend, EventStore, Kind, Notification, Sql, StoredEvent, Tx};
+use crate::store::{
+    edge_events_sql, events_of_sql, Backend, EdgeQuery, EventStore, Kind, Notification, Sql,
+    StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
+};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
@@ -218,6 +221,12 @@ fn bind(value: &Sql, ty: &Type) -> Result<Box<dyn ToSql + Sync>> {
         Sql::Int(i) if *ty == Type::TEXT || *ty == Type::VARCHAR => Box::new(i.to_string()),
         Sql::Int(i) => Box::new(*i),
         Sql::Real(f) => Box::new(*f),
+        // Postgres text cannot hold NUL. Commands refuse it up front; a stored
+        // event that has one (written elsewhere) still gets its view row.
+        Sql::Text(s) if s.contains('\0') => {
+            log::warn!("a NUL character in {s:?} is stored as U+FFFD in a Postgres text column");
+            Box::new(s.replace('\0', "\u{FFFD}"))
+        }
         Sql::Text(s) => Box::new(s.clone()),
         Sql::Uuid(u) => Box::new(*u),
         Sql::Time(t) if *ty == Type::TIMESTAMPTZ => {
@@ -309,6 +318,61 @@ impl Tx for PgTx<'_> {
              WHERE originator_id = $1 ORDER BY originator_version"
         ))?;
         let rows = self.tx.query(&stmt, &[&originator_id]).map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Notification {
+                    id: r.try_get(0).map_err(pg_err)?,
+                    event: stored_event(r, 1)?,
+                })
+            })
+            .collect()
+    }
+
+    fn edge_events(
+        &mut self,
+        queries: &[EdgeQuery<'_>],
+        upto: i64,
+    ) -> Result<Vec<Option<Notification>>> {
+        let mut out: Vec<Option<Notification>> = vec![None; queries.len()];
+        for (c, chunk) in queries.chunks(EDGE_QUERIES_PER_STATEMENT).enumerate() {
+            let stmt = self.statement(&edge_events_sql(chunk))?;
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(1 + 2 * chunk.len());
+            params.push(&upto);
+            for q in chunk {
+                params.push(&q.originator_id);
+                params.push(&q.topic);
+            }
+            for r in self.tx.query(&stmt, &params).map_err(pg_err)? {
+                let q: i32 = r.try_get(0).map_err(pg_err)?;
+                let n = Notification {
+                    id: r.try_get(1).map_err(pg_err)?,
+                    event: stored_event(&r, 2)?,
+                };
+                if let Some(slot) = usize::try_from(q)
+                    .ok()
+                    .and_then(|q| out.get_mut(c * EDGE_QUERIES_PER_STATEMENT + q))
+                {
+                    *slot = Some(n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn events_of(
+        &mut self,
+        originator_id: Uuid,
+        topics: &[&str],
+        upto: i64,
+    ) -> Result<Vec<Notification>> {
+        let stmt = self.statement(&events_of_sql(topics.len()))?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 + topics.len());
+        params.push(&originator_id);
+        params.push(&upto);
+        for t in topics {
+            params.push(t);
+        }
+        let rows = self.tx.query(&stmt, &params).map_err(pg_err)?;
         rows.iter()
             .map(|r| {
                 Ok(Notification {

@@ -1289,10 +1289,6 @@ def test_bad_input_left_the_store_whole(bad_ctx):
 
 
 @pytest.mark.skipif("postgres" not in BACKENDS, reason="Postgres backend not selected")
-@pytest.mark.xfail(strict=True, reason=(
-    "src/projections: a stored event whose view value Postgres text cannot hold (a NUL written by Python "
-    "BIOMERO, whose listeners crash on it) fails every later projection: all commands with views, "
-    "WorkflowTracker(url) and rebuild_views raise DatabaseError forever (reported)"))
 def test_event_with_nul_written_by_another_writer_does_not_stop_the_projectors(tmp_path):
     d = Database("postgres", tmp_path)
     try:
