@@ -6,14 +6,26 @@
 //! rebuild resumes with a catch-up. On Postgres the whole rebuild is one
 //! transaction: readers keep seeing the old rows until it commits, and
 //! writers wait for it (they queue on the event table's lock).
+//!
+//! The projectors run with a [`Cache`] of bounded size: the facts they look
+//! up and the rows they change stay in memory and each batch ends with one
+//! write per changed row. On SQLite the same cache serves every batch
+//! although each batch commits: the rebuild applies every event in id order
+//! up to the end it fixed at the start, the facts describe the log up to the
+//! event being applied, and events appended meanwhile by other writers get
+//! higher ids than that end (the final catch-up applies them). View rows that
+//! such writers change between two batches are overwritten by the rebuild,
+//! as without the cache, and the final catch-up reapplies every event after
+//! the end in order (see `projections::cache` for the whole argument).
 
 use crate::error::Result;
+use crate::projections::cache::Cache;
 use crate::projections::{self, View};
 use crate::store::{self, Backend, EventStore, Kind, Sql, Tx};
 use std::collections::BTreeMap;
 
 /// Events a rebuild applies per batch (and per commit on SQLite).
-pub const REBUILD_BATCH: usize = 5000;
+pub const REBUILD_BATCH: usize = 10_000;
 
 /// Progress callback: `(done, total)` events; an error stops the rebuild
 /// (work committed so far stays, and a catch-up finishes it).
@@ -28,36 +40,70 @@ fn reset(tx: &mut dyn Tx, views: &[View]) -> Result<()> {
     Ok(())
 }
 
-/// Applies the next batch after `positions`; returns the events read.
-fn step(tx: &mut dyn Tx, views: &[View], positions: &mut [i64], upto: i64) -> Result<u64> {
-    let after = positions.iter().copied().min().unwrap_or(upto);
-    let batch = tx.notifications(after, Some(upto), REBUILD_BATCH)?;
-    projections::apply_batch(tx, views, positions, &batch)?;
-    if batch.is_empty() {
+/// Applies the next batch after `positions` and writes its rows; returns the
+/// events read.
+fn step(
+    tx: &mut dyn Tx,
+    cache: &mut Cache,
+    views: &[View],
+    positions: &mut [i64],
+    upto: i64,
+    batch: usize,
+) -> Result<u64> {
+    let (count, _) = projections::apply_next(tx, cache, views, positions, upto, batch)?;
+    cache.flush(tx)?;
+    if count == 0 {
         positions.iter_mut().for_each(|p| *p = (*p).max(upto));
     }
     for (v, p) in views.iter().zip(positions.iter()) {
         projections::set_position(tx, *v, *p)?;
     }
-    Ok(batch.len() as u64)
+    Ok(count as u64)
 }
 
 fn count_between(tx: &mut dyn Tx, after: i64, upto: i64) -> Result<u64> {
     let rows = tx.query(
-        &format!("SELECT COUNT(*) FROM {} WHERE id > $1 AND id <= $2", store::schema::EVENTS_TABLE),
+        &format!(
+            "SELECT COUNT(*) FROM {} WHERE id > $1 AND id <= $2",
+            store::schema::EVENTS_TABLE
+        ),
         &[Sql::Int(after), Sql::Int(upto)],
         &[Kind::Int],
     )?;
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
 }
 
+/// Every stored event. (No `WHERE` on id: SQLite then counts the entries of
+/// the smallest index instead of reading the whole table.)
 fn count_events(tx: &mut dyn Tx) -> Result<u64> {
-    count_between(tx, 0, i64::MAX)
+    let rows = tx.query(
+        &format!("SELECT COUNT(*) FROM {}", store::schema::EVENTS_TABLE),
+        &[],
+        &[Kind::Int],
+    )?;
+    Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
 }
 
 /// Empties the views' tables and replays every event from notification 1.
 /// Returns the number of events replayed.
-pub fn rebuild(store: &dyn EventStore, views: &[View], progress: Option<Progress<'_>>) -> Result<u64> {
+pub fn rebuild(
+    store: &dyn EventStore,
+    views: &[View],
+    progress: Option<Progress<'_>>,
+) -> Result<u64> {
+    rebuild_with(store, views, progress, Cache::for_rebuild(), REBUILD_BATCH)
+}
+
+/// [`rebuild`] with a given cache and batch size (tests use tiny ones to
+/// exercise eviction); `cache` must come from [`Cache::for_rebuild`].
+#[doc(hidden)]
+pub fn rebuild_with(
+    store: &dyn EventStore,
+    views: &[View],
+    progress: Option<Progress<'_>>,
+    mut cache: Cache,
+    batch: usize,
+) -> Result<u64> {
     crate::migrations::ensure_view_tables_in(store)?;
     let mut progress = progress;
     let mut report = |done: u64, total: u64| -> Result<()> {
@@ -75,7 +121,7 @@ pub fn rebuild(store: &dyn EventStore, views: &[View], progress: Option<Progress
             let mut done = 0;
             report(0, total)?;
             while positions.iter().any(|p| *p < upto) {
-                done += step(tx, views, &mut positions, upto)?;
+                done += step(tx, &mut cache, views, &mut positions, upto, batch)?;
                 report(done, total)?;
             }
             Ok(done)
@@ -91,7 +137,7 @@ pub fn rebuild(store: &dyn EventStore, views: &[View], progress: Option<Progress
             while positions.iter().any(|p| *p < upto) {
                 done += store::write_tx(store, |tx| {
                     let mut p = positions.clone();
-                    let n = step(tx, views, &mut p, upto)?;
+                    let n = step(tx, &mut cache, views, &mut p, upto, batch)?;
                     positions = p;
                     Ok(n)
                 })?;
@@ -128,7 +174,10 @@ pub fn status(store: &dyn EventStore) -> Result<Status> {
         let mut topics = BTreeMap::new();
         let mut events = 0;
         for row in tx.query(
-            &format!("SELECT topic, COUNT(*) FROM {} GROUP BY topic ORDER BY topic", store::schema::EVENTS_TABLE),
+            &format!(
+                "SELECT topic, COUNT(*) FROM {} GROUP BY topic ORDER BY topic",
+                store::schema::EVENTS_TABLE
+            ),
             &[],
             &[Kind::Text, Kind::Int],
         )? {
@@ -138,7 +187,11 @@ pub fn status(store: &dyn EventStore) -> Result<Status> {
         }
         let mut views = Vec::new();
         for v in View::ALL {
-            let pos = if tx.table_exists(v.tracking_table())? { projections::position(tx, v)? } else { 0 };
+            let pos = if tx.table_exists(v.tracking_table())? {
+                projections::position(tx, v)?
+            } else {
+                0
+            };
             views.push((v.name(), pos, count_between(tx, pos, max)?));
         }
         Ok(Status {

@@ -32,7 +32,11 @@ impl Db {
     fn sqlite() -> Db {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:///{}", dir.path().join("biomero.db").display());
-        Db { url, _dir: Some(dir), pg_name: None }
+        Db {
+            url,
+            _dir: Some(dir),
+            pg_name: None,
+        }
     }
 
     /// A new database on the local Postgres server, or None (with a note)
@@ -41,13 +45,21 @@ impl Db {
         let mut admin = match postgres::Client::connect(PG_ADMIN, postgres::NoTls) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("Postgres at 127.0.0.1:5432 not reachable ({e}); Postgres variant skipped");
+                eprintln!(
+                    "Postgres at 127.0.0.1:5432 not reachable ({e}); Postgres variant skipped"
+                );
                 return None;
             }
         };
         let name = format!("biomero_rs_proj_{}", Uuid::new_v4().simple());
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
-        Some(Db { url: format!("postgresql://postgres@127.0.0.1:5432/{name}"), _dir: None, pg_name: Some(name) })
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        Some(Db {
+            url: format!("postgresql://postgres@127.0.0.1:5432/{name}"),
+            _dir: None,
+            pg_name: Some(name),
+        })
     }
 }
 
@@ -56,7 +68,8 @@ impl Drop for Db {
         store::close(&self.url);
         if let Some(name) = &self.pg_name {
             if let Ok(mut admin) = postgres::Client::connect(PG_ADMIN, postgres::NoTls) {
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
         }
     }
@@ -114,11 +127,19 @@ fn naive(t: DateTime<Utc>) -> NaiveDateTime {
 }
 
 fn workflow(t: &Tracker, name: &str, user: i64, group: i64) -> Uuid {
-    t.initiate_workflow(name.into(), s("a description"), user, group).expect("initiate")
+    t.initiate_workflow(name.into(), s("a description"), user, group)
+        .expect("initiate")
 }
 
 fn task(t: &Tracker, wf: Uuid, name: &str) -> Uuid {
-    t.add_task_to_workflow(wf, name.into(), s("1.0"), Value::Dict(vec![]), Value::Dict(vec![])).expect("add task")
+    t.add_task_to_workflow(
+        wf,
+        name.into(),
+        s("1.0"),
+        Value::Dict(vec![]),
+        Value::Dict(vec![]),
+    )
+    .expect("add task")
 }
 
 fn wf_row(t: &Tracker, wf: Uuid) -> WorkflowProgressRow {
@@ -168,11 +189,18 @@ fn append_raw(t: &Tracker, events: &[Event]) {
 }
 
 fn event(id: Uuid, version: i64, at: DateTime<Utc>, payload: Payload) -> Event {
-    Event { originator_id: id, originator_version: version, timestamp: at, payload }
+    Event {
+        originator_id: id,
+        originator_version: version,
+        timestamp: at,
+        payload,
+    }
 }
 
 fn ts(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 /// Every view table, in primary-key order.
@@ -196,7 +224,12 @@ fn tables(t: &Tracker) -> Tables {
 }
 
 fn positions(t: &Tracker) -> Vec<i64> {
-    read(t, |tx| View::ALL.iter().map(|v| projections::position(tx, *v)).collect())
+    read(t, |tx| {
+        View::ALL
+            .iter()
+            .map(|v| projections::position(tx, *v))
+            .collect()
+    })
 }
 
 fn max_id(t: &Tracker) -> i64 {
@@ -206,7 +239,11 @@ fn max_id(t: &Tracker) -> i64 {
 /// Copies the log into a fresh SQLite database, projects it there from
 /// scratch and checks that every view table equals the live one.
 fn assert_rebuild_matches(t: &Tracker) {
-    assert_eq!(positions(t), vec![max_id(t); 4], "every view is at the end of the log");
+    assert_eq!(
+        positions(t),
+        vec![max_id(t); 4],
+        "every view is at the end of the log"
+    );
     let log = t.select(1, 1_000_000).expect("select");
     let copy = Db::sqlite();
     let bare = Tracker::open(Some(&copy.url), vec![]).expect("open copy");
@@ -214,7 +251,11 @@ fn assert_rebuild_matches(t: &Tracker) {
     store::write_tx(bare.store().as_ref(), |tx| tx.append(&stored)).expect("copy log");
     drop(bare);
     let rebuilt = open(&copy.url);
-    assert_eq!(tables(&rebuilt), tables(t), "a rebuild over the log gives the live rows");
+    assert_eq!(
+        tables(&rebuilt),
+        tables(t),
+        "a rebuild over the log gives the live rows"
+    );
     assert_eq!(positions(&rebuilt), vec![max_id(&rebuilt); 4]);
 }
 
@@ -236,11 +277,26 @@ fn job_accounting_rows_and_get_jobs(url: &str) {
         read(&t, |tx| queries::get_jobs(tx, None, None)),
         vec![(Some(3), vec![100, 777, 900]), (Some(5), vec![555])],
     );
-    assert_eq!(read(&t, |tx| queries::get_jobs(tx, Some(3), None)), vec![(Some(3), vec![100, 777, 900])]);
-    assert_eq!(read(&t, |tx| queries::get_jobs(tx, None, Some(7))), vec![(None, vec![100, 555, 777, 900])]);
-    assert_eq!(read(&t, |tx| queries::get_jobs(tx, Some(5), Some(7))), vec![(Some(5), vec![555])]);
-    assert_eq!(read(&t, |tx| queries::get_jobs(tx, Some(4), None)), vec![(Some(4), vec![])]);
-    assert_eq!(read(&t, |tx| queries::get_jobs(tx, Some(1 << 40), None)), vec![(Some(1 << 40), vec![])]);
+    assert_eq!(
+        read(&t, |tx| queries::get_jobs(tx, Some(3), None)),
+        vec![(Some(3), vec![100, 777, 900])]
+    );
+    assert_eq!(
+        read(&t, |tx| queries::get_jobs(tx, None, Some(7))),
+        vec![(None, vec![100, 555, 777, 900])]
+    );
+    assert_eq!(
+        read(&t, |tx| queries::get_jobs(tx, Some(5), Some(7))),
+        vec![(Some(5), vec![555])]
+    );
+    assert_eq!(
+        read(&t, |tx| queries::get_jobs(tx, Some(4), None)),
+        vec![(Some(4), vec![])]
+    );
+    assert_eq!(
+        read(&t, |tx| queries::get_jobs(tx, Some(1 << 40), None)),
+        vec![(Some(1 << 40), vec![])]
+    );
     assert_eq!(read(&t, |tx| queries::get_task_id(tx, 777)), Some(t1));
     assert_eq!(read(&t, |tx| queries::get_task_id(tx, 12)), None);
     assert_eq!(read(&t, |tx| queries::get_task_id(tx, 1 << 40)), None);
@@ -249,7 +305,12 @@ fn job_accounting_rows_and_get_jobs(url: &str) {
     t.add_job_id(t2, "777".into()).unwrap();
     assert_eq!(
         read(&t, |tx| queries::get_job(tx, 777)),
-        Some(JobViewRow { slurm_job_id: 777, user: 5, group: 7, task_id: Some(t2) })
+        Some(JobViewRow {
+            slurm_job_id: 777,
+            user: 5,
+            group: 7,
+            task_id: Some(t2)
+        })
     );
     assert_eq!(
         read(&t, |tx| queries::get_jobs(tx, None, None)),
@@ -283,9 +344,18 @@ fn job_ids_the_views_cannot_hold(url: &str) {
     let t = open(url);
     let wf = workflow(&t, "wf", 3, 7);
     let t1 = task(&t, wf, "cellpose");
-    for bad in ["12345_7", "1_2", "2147483648", "-2147483649", "abc", "", "0x10"] {
+    for bad in [
+        "12345_7",
+        "1_2",
+        "2147483648",
+        "-2147483649",
+        "abc",
+        "",
+        "0x10",
+    ] {
         t.add_job_id(t1, bad.into()).expect("the command succeeds");
-        t.update_task_status(t1, s("RUNNING")).expect("the command succeeds");
+        t.update_task_status(t1, s("RUNNING"))
+            .expect("the command succeeds");
     }
     assert_eq!(tables(&t).jobs, vec![]);
     assert_eq!(tables(&t).progress, vec![]);
@@ -295,10 +365,17 @@ fn job_ids_the_views_cannot_hold(url: &str) {
     }
     t.add_job_id(t1, "2147483647".into()).unwrap();
     t.update_task_status(t1, s("RUNNING")).unwrap();
-    assert_eq!(read(&t, |tx| queries::get_task_id(tx, 2147483647)), Some(t1));
+    assert_eq!(
+        read(&t, |tx| queries::get_task_id(tx, 2147483647)),
+        Some(t1)
+    );
     assert_eq!(
         read(&t, |tx| queries::get_job_progress(tx, 2147483647)),
-        Some(JobProgressRow { slurm_job_id: 2147483647, status: "RUNNING".into(), progress: None })
+        Some(JobProgressRow {
+            slurm_job_id: 2147483647,
+            status: "RUNNING".into(),
+            progress: None
+        })
     );
     assert_rebuild_matches(&t);
 }
@@ -313,30 +390,56 @@ fn job_progress_follows_the_latest_job(url: &str) {
     assert_eq!(tables(&t).progress, vec![]);
 
     t.add_job_id(t1, "777".into()).unwrap();
-    assert_eq!(tables(&t).progress, vec![], "JobIdAdded alone writes no row");
+    assert_eq!(
+        tables(&t).progress,
+        vec![],
+        "JobIdAdded alone writes no row"
+    );
     t.update_task_progress(t1, s("10%")).unwrap();
     let row = |j| read(&t, |tx| queries::get_job_progress(tx, j));
     assert_eq!(
         row(777),
-        Some(JobProgressRow { slurm_job_id: 777, status: "UNKNOWN".into(), progress: Some("10%".into()) })
+        Some(JobProgressRow {
+            slurm_job_id: 777,
+            status: "UNKNOWN".into(),
+            progress: Some("10%".into())
+        })
     );
     t.update_task_status(t1, s("RUNNING")).unwrap();
     assert_eq!(
         row(777),
-        Some(JobProgressRow { slurm_job_id: 777, status: "RUNNING".into(), progress: Some("10%".into()) })
+        Some(JobProgressRow {
+            slurm_job_id: 777,
+            status: "RUNNING".into(),
+            progress: Some("10%".into())
+        })
     );
 
     // The latest job wins.
     t.add_job_id(t1, "778".into()).unwrap();
     t.update_task_status(t1, s("COMPLETED")).unwrap();
-    assert_eq!(row(778), Some(JobProgressRow { slurm_job_id: 778, status: "COMPLETED".into(), progress: None }));
+    assert_eq!(
+        row(778),
+        Some(JobProgressRow {
+            slurm_job_id: 778,
+            status: "COMPLETED".into(),
+            progress: None
+        })
+    );
     assert_eq!(row(777).unwrap().status, "RUNNING");
 
     // A latest job id the view cannot hold: no row, the older job untouched.
     t.add_job_id(t1, "778_1".into()).unwrap();
     t.update_task_status(t1, s("FAILED")).unwrap();
     t.update_task_progress(t1, s("99%")).unwrap();
-    assert_eq!(row(778), Some(JobProgressRow { slurm_job_id: 778, status: "COMPLETED".into(), progress: None }));
+    assert_eq!(
+        row(778),
+        Some(JobProgressRow {
+            slurm_job_id: 778,
+            status: "COMPLETED".into(),
+            progress: None
+        })
+    );
 
     // A recycled job id keeps the other column.
     let t2 = task(&t, wf, "other");
@@ -344,7 +447,11 @@ fn job_progress_follows_the_latest_job(url: &str) {
     t.update_task_status(t2, s("PENDING")).unwrap();
     assert_eq!(
         row(777),
-        Some(JobProgressRow { slurm_job_id: 777, status: "PENDING".into(), progress: Some("10%".into()) })
+        Some(JobProgressRow {
+            slurm_job_id: 777,
+            status: "PENDING".into(),
+            progress: Some("10%".into())
+        })
     );
     assert_rebuild_matches(&t);
 }
@@ -371,8 +478,15 @@ fn workflow_progress_status_mapping(url: &str) {
     let transfer = task(&t, wf, "_SLURM_Image_Transfer.py");
     let r = wf_row(&t, wf);
     assert_eq!(r.task.as_deref(), Some("_SLURM_Image_Transfer.py"));
-    assert_eq!(r.main_task_name.as_deref(), Some("_SLURM_Image_Transfer.py"));
-    assert_eq!(wf_state(&t, wf), st("INITIALIZING", "0%"), "TaskAdded keeps status and progress");
+    assert_eq!(
+        r.main_task_name.as_deref(),
+        Some("_SLURM_Image_Transfer.py")
+    );
+    assert_eq!(
+        wf_state(&t, wf),
+        st("INITIALIZING", "0%"),
+        "TaskAdded keeps status and progress"
+    );
 
     t.update_task_status(transfer, s("RUNNING")).unwrap();
     assert_eq!(wf_state(&t, wf), st("TRANSFERRING", "5%"));
@@ -405,7 +519,8 @@ fn workflow_progress_status_mapping(url: &str) {
     // Task events that change no workflow column.
     t.start_task(main).unwrap();
     t.complete_task(main, s("ok")).unwrap();
-    t.add_result(main, Value::Dict(vec![("command".into(), s("ls"))])).unwrap();
+    t.add_result(main, Value::Dict(vec![("command".into(), s("ls"))]))
+        .unwrap();
     assert_eq!(wf_state(&t, wf), st("TRANSFERRING", "5%"));
 
     t.start_workflow(wf).unwrap();
@@ -428,13 +543,22 @@ fn workflow_progress_status_mapping(url: &str) {
     assert_eq!(task_row(&t, g3).status, "5");
 
     // list_workflows: newest first, with filters.
-    let all: Vec<Uuid> = read(&t, |tx| queries::list_workflows(tx, None, None)).iter().map(|r| r.workflow_id).collect();
+    let all: Vec<Uuid> = read(&t, |tx| queries::list_workflows(tx, None, None))
+        .iter()
+        .map(|r| r.workflow_id)
+        .collect();
     assert_eq!(all, vec![wf3, wf2, wf]);
-    let g8: Vec<Uuid> = read(&t, |tx| queries::list_workflows(tx, Some(3), Some(8))).iter().map(|r| r.workflow_id).collect();
+    let g8: Vec<Uuid> = read(&t, |tx| queries::list_workflows(tx, Some(3), Some(8)))
+        .iter()
+        .map(|r| r.workflow_id)
+        .collect();
     assert_eq!(g8, vec![wf3, wf2]);
     assert!(read(&t, |tx| queries::list_workflows(tx, Some(4), None)).is_empty());
     assert!(read(&t, |tx| queries::list_workflows(tx, None, Some(1 << 40))).is_empty());
-    assert_eq!(read(&t, |tx| queries::get_workflow(tx, Uuid::new_v4())), None);
+    assert_eq!(
+        read(&t, |tx| queries::get_workflow(tx, Uuid::new_v4())),
+        None
+    );
     assert_rebuild_matches(&t);
 }
 
@@ -445,10 +569,18 @@ fn workflow_progress_interpolation(url: &str) {
     let b = task(&t, wf, "stardist");
 
     t.update_task_status(a, s("RUNNING")).unwrap();
-    assert_eq!(wf_state(&t, wf), st("JOB_RUNNING", "50%"), "no task progress yet");
+    assert_eq!(
+        wf_state(&t, wf),
+        st("JOB_RUNNING", "50%"),
+        "no task progress yet"
+    );
 
     t.update_task_progress(a, s("43%")).unwrap();
-    assert_eq!(wf_state(&t, wf), st("JOB_RUNNING", "50%"), "ProgressUpdated alone changes no column");
+    assert_eq!(
+        wf_state(&t, wf),
+        st("JOB_RUNNING", "50%"),
+        "ProgressUpdated alone changes no column"
+    );
     t.update_task_status(a, s("RUNNING")).unwrap();
     assert_eq!(wf_state(&t, wf), st("JOB_RUNNING", "67.2%"));
 
@@ -502,14 +634,26 @@ fn workflow_progress_main_task_name(url: &str) {
     let wf = workflow(&t, "wf", 3, 7);
     task(&t, wf, "_SLURM_Image_Transfer.py");
     task(&t, wf, "convert_zarr");
-    assert_eq!(main_of(wf).as_deref(), Some("convert_zarr"), "no main task: the latest task");
+    assert_eq!(
+        main_of(wf).as_deref(),
+        Some("convert_zarr"),
+        "no main task: the latest task"
+    );
     task(&t, wf, "SLURM_Run_Workflow.py");
     assert_eq!(main_of(wf).as_deref(), Some("SLURM_Run_Workflow.py"));
     task(&t, wf, "CellExpansion");
-    assert_eq!(main_of(wf).as_deref(), Some("CellExpansion"), "original case kept");
+    assert_eq!(
+        main_of(wf).as_deref(),
+        Some("CellExpansion"),
+        "original case kept"
+    );
     task(&t, wf, "Second_Main");
     task(&t, wf, "SLURM_Get_Results.py");
-    assert_eq!(main_of(wf).as_deref(), Some("CellExpansion"), "the first main task wins");
+    assert_eq!(
+        main_of(wf).as_deref(),
+        Some("CellExpansion"),
+        "the first main task wins"
+    );
     assert_eq!(task_of(wf).as_deref(), Some("SLURM_Get_Results.py"));
 
     let wf2 = workflow(&t, "wf2", 3, 7);
@@ -569,14 +713,23 @@ fn workflow_analytics_rows(url: &str) {
         "TaskAdded writes user_id/group_id at once"
     );
     t.start_task(a).unwrap();
-    assert_eq!(task_row(&t, a).status, "CREATED", "TaskStarted changes nothing");
+    assert_eq!(
+        task_row(&t, a).status,
+        "CREATED",
+        "TaskStarted changes nothing"
+    );
     t.update_task_status(a, s("RUNNING")).unwrap();
     assert_eq!(task_row(&t, a).status, "RUNNING");
     t.complete_task(a, s("done")).unwrap();
     let r = task_row(&t, a);
-    assert_eq!((r.status.as_str(), r.end_time), ("RUNNING", Some(naive(modified_on(&t, a)))));
+    assert_eq!(
+        (r.status.as_str(), r.end_time),
+        ("RUNNING", Some(naive(modified_on(&t, a))))
+    );
 
-    let b = t.add_task_to_workflow(wf, "stardist".into(), Value::Null, Value::Null, Value::Null).unwrap();
+    let b = t
+        .add_task_to_workflow(wf, "stardist".into(), Value::Null, Value::Null, Value::Null)
+        .unwrap();
     t.fail_task(b, s("OOM")).unwrap();
     let r = task_row(&t, b);
     assert_eq!(r.task_version, None);
@@ -585,7 +738,9 @@ fn workflow_analytics_rows(url: &str) {
     assert_eq!(r.status, "CREATED");
 
     // A numeric version is stored as its text.
-    let c = t.add_task_to_workflow(wf, "v".into(), Value::Float(2.0), Value::Null, Value::Null).unwrap();
+    let c = t
+        .add_task_to_workflow(wf, "v".into(), Value::Float(2.0), Value::Null, Value::Null)
+        .unwrap();
     assert_eq!(task_row(&t, c).task_version.as_deref(), Some("2.0"));
     assert_rebuild_matches(&t);
 }
@@ -601,7 +756,12 @@ fn analytics_queries(url: &str) {
             id,
             0,
             ts("2024-03-01T09:00:00+00:00"),
-            Payload::WorkflowInitiated { name: s("w"), description: Value::Null, user: user.into(), group: group.into() },
+            Payload::WorkflowInitiated {
+                name: s("w"),
+                description: Value::Null,
+                user: user.into(),
+                group: group.into(),
+            },
         ));
         id
     };
@@ -610,13 +770,43 @@ fn analytics_queries(url: &str) {
     let w3 = add_wf(4, 8);
     let mut wf_versions = std::collections::HashMap::from([(w1, 0), (w2, 0), (w3, 0)]);
     // (workflow, name, version, start, Some((end, error message)))
-    type Spec<'a> = (Uuid, &'a str, Value, &'a str, Option<(&'a str, Option<&'a str>)>);
+    type Spec<'a> = (
+        Uuid,
+        &'a str,
+        Value,
+        &'a str,
+        Option<(&'a str, Option<&'a str>)>,
+    );
     let specs: [Spec; 6] = [
-        (w1, "cellpose", s("1.0"), "2024-03-01T10:00:00.250000+00:00", Some(("2024-03-01T10:00:01.750000+00:00", None))),
-        (w1, "cellpose", s("1.0"), "2024-03-01T23:59:59+00:00", Some(("2024-03-02T00:00:01.250000+00:00", Some("OOM")))),
-        (w2, "cellpose", s("1.0"), "2024-03-02T08:00:00+00:00", Some(("2024-03-02T08:00:03.000001+00:00", Some("OOM")))),
+        (
+            w1,
+            "cellpose",
+            s("1.0"),
+            "2024-03-01T10:00:00.250000+00:00",
+            Some(("2024-03-01T10:00:01.750000+00:00", None)),
+        ),
+        (
+            w1,
+            "cellpose",
+            s("1.0"),
+            "2024-03-01T23:59:59+00:00",
+            Some(("2024-03-02T00:00:01.250000+00:00", Some("OOM"))),
+        ),
+        (
+            w2,
+            "cellpose",
+            s("1.0"),
+            "2024-03-02T08:00:00+00:00",
+            Some(("2024-03-02T08:00:03.000001+00:00", Some("OOM"))),
+        ),
         (w2, "cellpose", s("2.0"), "2024-03-02T09:00:00+00:00", None),
-        (w3, "stardist", Value::Null, "2024-03-03T09:00:00+00:00", Some(("2024-03-03T09:01:00+00:00", Some("Timeout")))),
+        (
+            w3,
+            "stardist",
+            Value::Null,
+            "2024-03-03T09:00:00+00:00",
+            Some(("2024-03-03T09:01:00+00:00", Some("Timeout"))),
+        ),
         (w3, "cellpose", s("1.0"), "2024-03-03T09:00:00+00:00", None),
     ];
     for (wf, name, version, start, end) in specs {
@@ -638,7 +828,9 @@ fn analytics_queries(url: &str) {
         events.push(event(wf, *v, ts(start), Payload::TaskAdded { task_id: id }));
         if let Some((end, error)) = end {
             let payload = match error {
-                Some(e) => Payload::TaskFailed { error_message: s(e) },
+                Some(e) => Payload::TaskFailed {
+                    error_message: s(e),
+                },
                 None => Payload::TaskCompleted { result: s("ok") },
             };
             events.push(event(id, 1, ts(end), payload));
@@ -653,34 +845,66 @@ fn analytics_queries(url: &str) {
     let counts = read(&t, |tx| queries::get_task_counts(tx, None, None));
     assert_eq!(
         counts.into_iter().collect::<Vec<_>>(),
-        vec![(k("cellpose", Some("1.0")), 4), (k("cellpose", Some("2.0")), 1), (k("stardist", None), 1)]
+        vec![
+            (k("cellpose", Some("1.0")), 4),
+            (k("cellpose", Some("2.0")), 1),
+            (k("stardist", None), 1)
+        ]
     );
     let counts = read(&t, |tx| queries::get_task_counts(tx, Some(4), None));
     assert_eq!(counts.values().sum::<i64>(), 4);
     let counts = read(&t, |tx| queries::get_task_counts(tx, Some(4), Some(8)));
-    assert_eq!(counts.into_iter().collect::<Vec<_>>(), vec![(k("cellpose", Some("1.0")), 1), (k("stardist", None), 1)]);
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        vec![(k("cellpose", Some("1.0")), 1), (k("stardist", None), 1)]
+    );
 
     // Durations 1.5 s, 2.25 s, 3.000001 s: the mean keeps the microseconds.
     let avg = read(&t, |tx| queries::get_average_task_duration(tx, None, None));
     assert_eq!(avg.len(), 2);
     assert_eq!(avg[&k("cellpose", Some("1.0"))], 6_750_001.0 / 3_000_000.0);
     assert_eq!(avg[&k("stardist", None)], 60.0);
-    let avg = read(&t, |tx| queries::get_average_task_duration(tx, Some(3), Some(7)));
-    assert_eq!(avg.into_iter().collect::<Vec<_>>(), vec![(k("cellpose", Some("1.0")), 1.875)]);
+    let avg = read(&t, |tx| {
+        queries::get_average_task_duration(tx, Some(3), Some(7))
+    });
+    assert_eq!(
+        avg.into_iter().collect::<Vec<_>>(),
+        vec![(k("cellpose", Some("1.0")), 1.875)]
+    );
 
     let failures = read(&t, |tx| queries::get_task_failures(tx, None, None));
     assert_eq!(
         failures.into_iter().collect::<Vec<_>>(),
-        vec![(k("cellpose", Some("1.0")), vec!["OOM".to_owned()]), (k("stardist", None), vec!["Timeout".to_owned()])]
+        vec![
+            (k("cellpose", Some("1.0")), vec!["OOM".to_owned()]),
+            (k("stardist", None), vec!["Timeout".to_owned()])
+        ]
     );
     assert!(read(&t, |tx| queries::get_task_failures(tx, None, Some(9))).is_empty());
 
     let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    let usage = read(&t, |tx| queries::get_task_usage_over_time(tx, "cellpose", None, None));
-    assert_eq!(usage.into_iter().collect::<Vec<_>>(), vec![(d("2024-03-01"), 2), (d("2024-03-02"), 2), (d("2024-03-03"), 1)]);
-    let usage = read(&t, |tx| queries::get_task_usage_over_time(tx, "cellpose", Some(4), Some(7)));
-    assert_eq!(usage.into_iter().collect::<Vec<_>>(), vec![(d("2024-03-02"), 2)]);
-    assert!(read(&t, |tx| queries::get_task_usage_over_time(tx, "nope", None, None)).is_empty());
+    let usage = read(&t, |tx| {
+        queries::get_task_usage_over_time(tx, "cellpose", None, None)
+    });
+    assert_eq!(
+        usage.into_iter().collect::<Vec<_>>(),
+        vec![
+            (d("2024-03-01"), 2),
+            (d("2024-03-02"), 2),
+            (d("2024-03-03"), 1)
+        ]
+    );
+    let usage = read(&t, |tx| {
+        queries::get_task_usage_over_time(tx, "cellpose", Some(4), Some(7))
+    });
+    assert_eq!(
+        usage.into_iter().collect::<Vec<_>>(),
+        vec![(d("2024-03-02"), 2)]
+    );
+    assert!(read(&t, |tx| queries::get_task_usage_over_time(
+        tx, "nope", None, None
+    ))
+    .is_empty());
     assert!(read(&t, |tx| queries::get_task_counts(tx, Some(i64::MAX), None)).is_empty());
     assert_rebuild_matches(&t);
 }
@@ -698,11 +922,19 @@ fn writers_without_views_and_two_trackers(url: &str) {
     b.complete_workflow(wf).unwrap();
     assert_eq!(
         read(&a, |tx| queries::get_job(tx, 777)),
-        Some(JobViewRow { slurm_job_id: 777, user: 3, group: 7, task_id: Some(t1) })
+        Some(JobViewRow {
+            slurm_job_id: 777,
+            user: 3,
+            group: 7,
+            task_id: Some(t1)
+        })
     );
     assert_eq!(wf_state(&a, wf), st("DONE", "100%"));
     let r = task_row(&a, t1);
-    assert_eq!((r.user_id, r.group_id, r.status.as_str()), (Some(3), Some(7), "RUNNING"));
+    assert_eq!(
+        (r.user_id, r.group_id, r.status.as_str()),
+        (Some(3), Some(7), "RUNNING")
+    );
 
     // A writer without views; the next command with views applies what it
     // wrote first, in the same transaction.
@@ -712,14 +944,25 @@ fn writers_without_views_and_two_trackers(url: &str) {
     bare.add_job_id(t2, "888".into()).unwrap();
     bare.update_task_progress(t2, s("20%")).unwrap();
     let before = positions(&a);
-    assert!(before.iter().all(|p| *p < max_id(&a)), "the views are behind");
+    assert!(
+        before.iter().all(|p| *p < max_id(&a)),
+        "the views are behind"
+    );
     assert_eq!(read(&a, |tx| queries::get_job(tx, 888)), None);
     a.update_task_status(t2, s("RUNNING")).unwrap();
-    assert_eq!(positions(&a), vec![max_id(&a); 4], "all views at the end of the log");
+    assert_eq!(
+        positions(&a),
+        vec![max_id(&a); 4],
+        "all views at the end of the log"
+    );
     assert_eq!(read(&a, |tx| queries::get_task_id(tx, 888)), Some(t2));
     assert_eq!(
         read(&a, |tx| queries::get_job_progress(tx, 888)),
-        Some(JobProgressRow { slurm_job_id: 888, status: "RUNNING".into(), progress: Some("20%".into()) })
+        Some(JobProgressRow {
+            slurm_job_id: 888,
+            status: "RUNNING".into(),
+            progress: Some("20%".into())
+        })
     );
     assert_eq!(wf_state(&a, wf2), st("JOB_RUNNING", "58.0%"));
     assert_eq!(task_row(&a, t2).status, "RUNNING");
@@ -734,10 +977,18 @@ fn fewer_views_then_catch_up(url: &str) {
     ja.update_task_progress(t1, s("43%")).unwrap();
     ja.update_task_status(t1, s("RUNNING")).unwrap();
     let end = max_id(&ja);
-    assert_eq!(positions(&ja), vec![end, 0, 0, 0], "only JobAccounting advanced");
+    assert_eq!(
+        positions(&ja),
+        vec![end, 0, 0, 0],
+        "only JobAccounting advanced"
+    );
     assert_eq!(read(&ja, |tx| queries::get_task_id(tx, 777)), Some(t1));
     let tables_now = tables(&ja);
-    assert!(tables_now.workflows.is_empty() && tables_now.tasks.is_empty() && tables_now.progress.is_empty());
+    assert!(
+        tables_now.workflows.is_empty()
+            && tables_now.tasks.is_empty()
+            && tables_now.progress.is_empty()
+    );
 
     // Tracking positions advance with each command.
     ja.add_job_id(t1, "778".into()).unwrap();
@@ -750,7 +1001,11 @@ fn fewer_views_then_catch_up(url: &str) {
     assert_eq!(task_row(&all, t1).status, "RUNNING");
     assert_eq!(
         read(&all, |tx| queries::get_job_progress(tx, 777)),
-        Some(JobProgressRow { slurm_job_id: 777, status: "RUNNING".into(), progress: Some("43%".into()) })
+        Some(JobProgressRow {
+            slurm_job_id: 777,
+            status: "RUNNING".into(),
+            progress: Some("43%".into())
+        })
     );
     assert_eq!(read(&all, |tx| queries::get_task_id(tx, 778)), Some(t1));
     assert_eq!(all.catch_up().unwrap(), 0, "nothing left to apply");
@@ -786,7 +1041,12 @@ fn values_from_old_stores(url: &str) {
                 wf_none,
                 0,
                 now,
-                Payload::WorkflowInitiated { name: s("n"), description: Value::Null, user: Value::Null, group: Value::Null },
+                Payload::WorkflowInitiated {
+                    name: s("n"),
+                    description: Value::Null,
+                    user: Value::Null,
+                    group: Value::Null,
+                },
             ),
             event(
                 wf_big,
@@ -822,9 +1082,15 @@ fn values_from_old_stores(url: &str) {
     // user/group None: no job row (NOT NULL); workflow and task rows with NULL.
     assert_eq!(tables(&t).jobs, vec![]);
     let r = wf_row(&t, wf_none);
-    assert_eq!((r.user, r.group, r.status.as_deref()), (None, None, Some("JOB_RUNNING")));
+    assert_eq!(
+        (r.user, r.group, r.status.as_deref()),
+        (None, None, Some("JOB_RUNNING"))
+    );
     let r = task_row(&t, ta);
-    assert_eq!((r.user_id, r.group_id, r.status.as_str()), (None, None, "RUNNING"));
+    assert_eq!(
+        (r.user_id, r.group_id, r.status.as_str()),
+        (None, None, "RUNNING")
+    );
     // A user outside 32 bits: the workflow row and the task row are skipped.
     assert_eq!(read(&t, |tx| queries::get_workflow(tx, wf_big)), None);
     assert_eq!(read(&t, |tx| queries::get_task_execution(tx, tb)), None);

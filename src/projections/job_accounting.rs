@@ -6,26 +6,33 @@
 
 use crate::domain::{Event, Payload};
 use crate::error::Result;
+use crate::projections::cache::Ctx;
 use crate::projections::lookup;
+use crate::projections::queries::JobViewRow;
 use crate::store::{Sql, Tx};
+use std::sync::OnceLock;
 
 pub const TABLE: &str = "biomero_job_view";
 
-pub fn apply(tx: &mut dyn Tx, id: i64, event: &Event) -> Result<()> {
-    let Payload::JobIdAdded { job_id } = &event.payload else { return Ok(()) };
+pub fn apply(ctx: &mut Ctx<'_>, event: &Event) -> Result<()> {
+    let Payload::JobIdAdded { job_id } = &event.payload else {
+        return Ok(());
+    };
     let task_id = event.originator_id;
-    let Some(task) = lookup::task(tx, task_id, id)? else {
+    let Some(task) = ctx.task(task_id)? else {
         log::debug!("[JA] JobIdAdded ignored: task {task_id} has no TaskCreated");
         return Ok(());
     };
-    let Some(wf) = lookup::task_workflow(tx, &task, id)? else {
+    let Some(wf) = ctx.task_workflow(&task)? else {
         log::debug!("[JA] JobIdAdded event ignored: task_id={task_id} not found in tasks");
         return Ok(());
     };
     let job = match lookup::job_id_column(job_id) {
         Ok(j) => j,
         Err(why) => {
-            log::warn!("[JA] task {task_id}: {why}; the event is stored but {TABLE} gets no row for it");
+            log::warn!(
+                "[JA] task {task_id}: {why}; the event is stored but {TABLE} gets no row for it"
+            );
             return Ok(());
         }
     };
@@ -41,7 +48,13 @@ pub fn apply(tx: &mut dyn Tx, id: i64, event: &Event) -> Result<()> {
             return Ok(());
         }
     };
-    write(tx, job, user, group, task_id)
+    log::debug!("[JA] Upserted job into view table: job_id={job}, user={user}, group={group}, task_id={task_id}");
+    ctx.put_job(JobViewRow {
+        slurm_job_id: job.into(),
+        user: user.into(),
+        group: group.into(),
+        task_id: Some(task_id),
+    })
 }
 
 fn describe(v: std::result::Result<Option<i32>, String>) -> String {
@@ -52,15 +65,21 @@ fn describe(v: std::result::Result<Option<i32>, String>) -> String {
     }
 }
 
-fn write(tx: &mut dyn Tx, job: i32, user: i32, group: i32, task_id: uuid::Uuid) -> Result<()> {
+/// Upserts a row.
+pub(crate) fn write(tx: &mut dyn Tx, row: &JobViewRow) -> Result<()> {
+    static SQL: OnceLock<String> = OnceLock::new();
     tx.execute(
-        &format!(
+        SQL.get_or_init(|| format!(
             "INSERT INTO {TABLE} (slurm_job_id, \"user\", \"group\", task_id) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (slurm_job_id) DO UPDATE SET \"user\" = excluded.\"user\", \
              \"group\" = excluded.\"group\", task_id = excluded.task_id"
-        ),
-        &[Sql::Int(job.into()), Sql::Int(user.into()), Sql::Int(group.into()), Sql::Uuid(task_id)],
+        )),
+        &[
+            Sql::Int(row.slurm_job_id),
+            Sql::Int(row.user),
+            Sql::Int(row.group),
+            row.task_id.map_or(Sql::Null, Sql::Uuid),
+        ],
     )?;
-    log::debug!("[JA] Upserted job into view table: job_id={job}, user={user}, group={group}, task_id={task_id}");
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! The four view projectors and the dispatch that runs them inside the
 //! writer's transaction.
 //!
-//! A projector keeps no state in memory: what it needs is read, in the
-//! transaction, from the event store or its own view table. Before applying
-//! new events a projector applies every event between its tracking position
-//! and them, so it never skips one; its tracking row advances in the same
-//! transaction.
+//! A projector keeps no state in memory beyond one run of events (one
+//! transaction, or the batches of one SQLite rebuild): what it needs is read
+//! from the event store or its own view table, through the run's [`cache`]
+//! (see there why that cache never changes a view row). Before applying new events a projector applies every event
+//! between its tracking position and them, so it never skips one; its
+//! tracking row advances in the same transaction.
 
+pub mod cache;
 pub mod job_accounting;
 pub mod job_progress;
 pub mod lookup;
@@ -14,13 +16,15 @@ pub mod queries;
 pub mod workflow_analytics;
 pub mod workflow_progress;
 
-use crate::domain::{Event, Upcasters};
+use crate::domain::{Event, EventType, Payload, Upcasters};
 use crate::error::{Error, Result};
 use crate::store::schema::APPLICATION_NAME;
-use crate::store::{Kind, Notification, Sql, Tx};
+use crate::store::{Backend, Kind, Notification, NotificationRef, Sql, Tx};
+use cache::{Cache, Ctx, Mode, Need};
 
-/// How many stored events a catch-up reads at a time.
-pub const BATCH: usize = 2000;
+/// How many stored events a catch-up reads (and applies before writing its
+/// rows) at a time.
+pub const BATCH: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum View {
@@ -99,13 +103,13 @@ impl View {
         }
     }
 
-    /// Applies one event (at notification `id`) to this view's rows.
-    pub fn apply(self, tx: &mut dyn Tx, id: i64, event: &Event) -> Result<()> {
+    /// Applies one event (at notification `ctx.id`) to this view's rows.
+    pub fn apply(self, ctx: &mut Ctx<'_>, event: &Event) -> Result<()> {
         match self {
-            View::JobAccounting => job_accounting::apply(tx, id, event),
-            View::JobProgress => job_progress::apply(tx, id, event),
-            View::WorkflowProgress => workflow_progress::apply(tx, id, event),
-            View::WorkflowAnalytics => workflow_analytics::apply(tx, id, event),
+            View::JobAccounting => job_accounting::apply(ctx, event),
+            View::JobProgress => job_progress::apply(ctx, event),
+            View::WorkflowProgress => workflow_progress::apply(ctx, event),
+            View::WorkflowAnalytics => workflow_analytics::apply(ctx, event),
         }
     }
 }
@@ -123,38 +127,86 @@ pub fn parse_views<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<V
 
 /// The last notification id this view has applied (0 when none).
 pub fn position(tx: &mut dyn Tx, view: View) -> Result<i64> {
+    Ok(positions(tx, &[view])?[0])
+}
+
+/// The positions of `views`, in one statement.
+pub fn positions(tx: &mut dyn Tx, views: &[View]) -> Result<Vec<i64>> {
+    if views.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cols: Vec<String> = views
+        .iter()
+        .map(|v| {
+            format!(
+                "(SELECT notification_id FROM {} WHERE application_name = $1)",
+                v.tracking_table()
+            )
+        })
+        .collect();
+    let kinds = vec![Kind::Int; views.len()];
     let rows = tx.query(
-        &format!(
-            "SELECT notification_id FROM {} WHERE application_name = $1",
-            view.tracking_table()
-        ),
+        &format!("SELECT {}", cols.join(", ")),
         &[Sql::Text(APPLICATION_NAME.into())],
-        &[Kind::Int],
+        &kinds,
     )?;
-    Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
+    Ok((0..views.len())
+        .map(|i| rows.first().and_then(|r| r[i].as_i64()).unwrap_or(0))
+        .collect())
+}
+
+fn set_position_sql(view: View) -> String {
+    format!(
+        "INSERT INTO {} (application_name, notification_id) VALUES ($1, $2) \
+         ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id",
+        view.tracking_table()
+    )
 }
 
 pub fn set_position(tx: &mut dyn Tx, view: View, id: i64) -> Result<()> {
     tx.execute(
-        &format!(
-            "INSERT INTO {} (application_name, notification_id) VALUES ($1, $2) \
-             ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id",
-            view.tracking_table()
-        ),
+        &set_position_sql(view),
         &[Sql::Text(APPLICATION_NAME.into()), Sql::Int(id)],
     )?;
+    Ok(())
+}
+
+/// Sets every view's position to `id`: one statement on Postgres (the
+/// upserts as data-modifying CTEs), one per view on SQLite (in-process
+/// calls, no round trips).
+pub fn set_positions(tx: &mut dyn Tx, views: &[View], id: i64) -> Result<()> {
+    if tx.backend() == Backend::Postgres && views.len() > 1 {
+        let (last, first) = views.split_last().expect("not empty");
+        let ctes: Vec<String> = first
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("p{i} AS ({} RETURNING 1)", set_position_sql(*v)))
+            .collect();
+        tx.execute(
+            &format!("WITH {} {}", ctes.join(", "), set_position_sql(*last)),
+            &[Sql::Text(APPLICATION_NAME.into()), Sql::Int(id)],
+        )?;
+        return Ok(());
+    }
+    for v in views {
+        set_position(tx, *v, id)?;
+    }
     Ok(())
 }
 
 /// Decodes a stored notification; unknown topics and undecodable states are
 /// logged and give `None` (they cannot be projected).
 pub fn decode(n: &Notification) -> Option<Event> {
-    let e = &n.event;
+    decode_ref(&n.as_ref())
+}
+
+/// [`decode`] of a borrowed notification.
+pub fn decode_ref(n: &NotificationRef<'_>) -> Option<Event> {
     match Event::decode(
-        e.originator_id,
-        e.originator_version,
-        &e.topic,
-        &e.state,
+        n.originator_id,
+        n.originator_version,
+        n.topic,
+        n.state,
         Upcasters::standard(),
     ) {
         Ok(Some(ev)) => Some(ev),
@@ -162,7 +214,7 @@ pub fn decode(n: &Notification) -> Option<Event> {
             log::warn!(
                 "notification {}: unknown topic {:?}, not projected",
                 n.id,
-                e.topic
+                n.topic
             );
             None
         }
@@ -173,37 +225,162 @@ pub fn decode(n: &Notification) -> Option<Event> {
     }
 }
 
-/// Applies a batch of stored notifications (in id order) to each view that
-/// has not seen them, and advances `positions` past the batch.
-pub fn apply_batch(tx: &mut dyn Tx, views: &[View], positions: &mut [i64], batch: &[Notification]) -> Result<()> {
-    for n in batch {
-        if let Some(ev) = decode(n) {
-            for (view, pos) in views.iter().zip(positions.iter()) {
-                if *pos < n.id {
-                    view.apply(tx, n.id, &ev)?;
-                }
-            }
+/// The topics that no projector reads (they change no view row and no fact
+/// of the cache); stored events of these topics are not even decoded.
+fn ignored(ty: EventType) -> bool {
+    matches!(
+        ty,
+        EventType::WorkflowStarted | EventType::TaskStarted | EventType::ResultAdded
+    )
+}
+
+/// [`decode`] for projection: `None` without decoding for ignored topics;
+/// the states of status and progress updates (most of a log) in their
+/// canonical form through [`decode_update`].
+pub fn decode_projected(n: &NotificationRef<'_>) -> Option<Event> {
+    for ty in [EventType::StatusUpdated, EventType::ProgressUpdated] {
+        if n.topic == ty.topic() {
+            return decode_update(n, ty).or_else(|| decode_ref(n));
         }
     }
-    if let Some(last) = batch.last() {
-        for pos in positions.iter_mut() {
-            *pos = (*pos).max(last.id);
+    match EventType::from_topic(n.topic) {
+        Some(ty) if ignored(ty) => None,
+        _ => decode_ref(n),
+    }
+}
+
+/// A StatusUpdated or ProgressUpdated state exactly as Python writes it,
+/// `{"timestamp":{"_type_":"datetime_iso","_data_":"<time>"},"<field>":"<text>"}`
+/// with no escapes in either string, read without building the JSON tree.
+/// `None` for any other form (the caller then uses [`decode`], which gives
+/// the same event for this form).
+fn decode_update(n: &NotificationRef<'_>, ty: EventType) -> Option<Event> {
+    const HEAD: &[u8] = b"{\"timestamp\":{\"_type_\":\"datetime_iso\",\"_data_\":\"";
+    if Upcasters::standard().current_version(ty) != 1 {
+        return None;
+    }
+    let field: &[u8] = match ty {
+        EventType::StatusUpdated => b"\"},\"status\":\"",
+        _ => b"\"},\"progress\":\"",
+    };
+    let plain = |b: &[u8]| -> Option<usize> {
+        b.iter()
+            .position(|c| *c == b'"' || *c == b'\\' || *c < 0x20)
+    };
+    let rest = n.state.strip_prefix(HEAD)?;
+    let end = plain(rest)?;
+    let (time, rest) = rest.split_at(end);
+    let rest = rest.strip_prefix(field)?;
+    let end = plain(rest)?;
+    let (text, rest) = rest.split_at(end);
+    if rest != b"\"}" {
+        return None;
+    }
+    let timestamp = crate::domain::events::parse_timestamp(std::str::from_utf8(time).ok()?)?;
+    let text = crate::domain::Value::Str(std::str::from_utf8(text).ok()?.to_owned());
+    Some(Event {
+        originator_id: n.originator_id,
+        originator_version: n.originator_version,
+        timestamp,
+        payload: match ty {
+            EventType::StatusUpdated => Payload::StatusUpdated { status: text },
+            _ => Payload::ProgressUpdated { progress: text },
+        },
+    })
+}
+
+/// Applies one event at notification `id` to the views whose position is
+/// below it, after the cache has observed it.
+fn apply_one(
+    tx: &mut dyn Tx,
+    cache: &mut Cache,
+    views: &[View],
+    positions: &[i64],
+    id: i64,
+    ev: &Event,
+) -> Result<()> {
+    cache.observe(id, ev);
+    let mut ctx = Ctx { tx, cache, id };
+    let on = |v: View| {
+        views
+            .iter()
+            .zip(positions)
+            .any(|(view, pos)| *view == v && *pos < id)
+    };
+    // What the views will ask about the task of a status update, in one
+    // statement (known facts are not asked again).
+    if let Payload::StatusUpdated { .. } = ev.payload {
+        let wfp = on(View::WorkflowProgress);
+        let need = Need {
+            created: wfp,
+            job: on(View::JobProgress),
+            progress: wfp,
+        };
+        if need.created || need.job {
+            ctx.ensure_tasks(&[ev.originator_id], need)?;
+        }
+    }
+    for (view, pos) in views.iter().zip(positions) {
+        if *pos < id {
+            view.apply(&mut ctx, ev)?;
         }
     }
     Ok(())
 }
 
+/// Applies the next stored events after the lowest of `positions` (at most
+/// `limit`, up to `upto`, in id order, following the events the cache has
+/// seen) to each view that has not seen them, and advances `positions` past
+/// them. Rows changed in memory are written by the caller's
+/// [`Cache::flush`]. Returns how many events were read and the last id.
+pub fn apply_next(
+    tx: &mut dyn Tx,
+    cache: &mut Cache,
+    views: &[View],
+    positions: &mut [i64],
+    upto: i64,
+    limit: usize,
+) -> Result<(usize, Option<i64>)> {
+    let Some(after) = positions.iter().copied().min() else {
+        return Ok((0, None));
+    };
+    // Decoded first (borrowing the rows), then applied: the projectors need
+    // the transaction for their lookups.
+    let mut events: Vec<(i64, Event)> = Vec::with_capacity(limit.min(16_384));
+    let (count, last) = tx.scan_notifications(after, Some(upto), limit, &mut |n| {
+        if let Some(ev) = decode_projected(n) {
+            events.push((n.id, ev));
+        }
+    })?;
+    for (id, ev) in &events {
+        apply_one(tx, cache, views, positions, *id, ev)?;
+    }
+    if let Some(last) = last {
+        for pos in positions.iter_mut() {
+            *pos = (*pos).max(last);
+        }
+    }
+    Ok((count, last))
+}
+
 /// Applies the stored events in `(min position, upto]` to each view that has
-/// not seen them, in batches. Returns how many events were read.
-pub fn catch_up_to(tx: &mut dyn Tx, views: &[View], positions: &mut [i64], upto: i64) -> Result<u64> {
+/// not seen them, in batches, writing the cache's rows after each batch.
+/// Returns how many events were read.
+pub fn catch_up_to(
+    tx: &mut dyn Tx,
+    cache: &mut Cache,
+    views: &[View],
+    positions: &mut [i64],
+    upto: i64,
+) -> Result<u64> {
     let mut read = 0;
-    let Some(mut after) = positions.iter().copied().min() else { return Ok(0) };
-    while after < upto {
-        let batch = tx.notifications(after, Some(upto), BATCH)?;
-        let Some(last) = batch.last().map(|n| n.id) else { break };
-        apply_batch(tx, views, positions, &batch)?;
-        read += batch.len() as u64;
-        after = last;
+    while positions.iter().copied().min().is_some_and(|p| p < upto) {
+        let (count, last) = apply_next(tx, cache, views, positions, upto, BATCH)?;
+        cache.flush(tx)?;
+        read += count as u64;
+        if last.is_none() {
+            break;
+        }
     }
     for pos in positions.iter_mut() {
         *pos = (*pos).max(upto);
@@ -214,6 +391,11 @@ pub fn catch_up_to(tx: &mut dyn Tx, views: &[View], positions: &mut [i64], upto:
 /// Runs the projectors on a command's new events, inside its transaction:
 /// first any events between each view's position and them, then the new ones,
 /// then the tracking rows.
+///
+/// When every view is up to date (the usual case) the rows are changed with
+/// one statement each ([`Mode::Live`]); after events written without these
+/// views, the catch-up and the new events go through the cache's rows
+/// ([`Mode::Batch`]).
 pub fn project(tx: &mut dyn Tx, views: &[View], new: &[(i64, &Event)]) -> Result<()> {
     let (Some(first), Some(last)) = (new.first().map(|n| n.0), new.last().map(|n| n.0)) else {
         return Ok(());
@@ -221,20 +403,21 @@ pub fn project(tx: &mut dyn Tx, views: &[View], new: &[(i64, &Event)]) -> Result
     if views.is_empty() {
         return Ok(());
     }
-    let mut positions = views
-        .iter()
-        .map(|v| position(tx, *v))
-        .collect::<Result<Vec<_>>>()?;
-    catch_up_to(tx, views, &mut positions, first - 1)?;
+    let mut positions = positions(tx, views)?;
+    let start = positions.iter().copied().min().unwrap_or(0);
+    let mode = if start < first - 1 {
+        Mode::Batch
+    } else {
+        Mode::Live
+    };
+    let mut cache = Cache::new(mode, start.min(first - 1));
+    catch_up_to(tx, &mut cache, views, &mut positions, first - 1)?;
+    let all = vec![first - 1; views.len()];
     for (id, ev) in new {
-        for view in views {
-            view.apply(tx, *id, ev)?;
-        }
+        apply_one(tx, &mut cache, views, &all, *id, ev)?;
     }
-    for view in views {
-        set_position(tx, *view, last)?;
-    }
-    Ok(())
+    cache.flush(tx)?;
+    set_positions(tx, views, last)
 }
 
 /// Brings the views up to the end of the log (events written without them).
@@ -242,16 +425,132 @@ pub fn project(tx: &mut dyn Tx, views: &[View], new: &[(i64, &Event)]) -> Result
 pub fn catch_up(tx: &mut dyn Tx, views: &[View]) -> Result<u64> {
     tx.lock_log()?;
     let upto = tx.max_notification_id()?;
-    let mut positions = views
-        .iter()
-        .map(|v| position(tx, *v))
-        .collect::<Result<Vec<_>>>()?;
+    let mut positions = positions(tx, views)?;
     let before = positions.clone();
-    let applied = catch_up_to(tx, views, &mut positions, upto)?;
+    let start = positions.iter().copied().min().unwrap_or(upto);
+    let mut cache = Cache::new(Mode::Batch, start);
+    let applied = catch_up_to(tx, &mut cache, views, &mut positions, upto)?;
     for ((view, pos), old) in views.iter().zip(&positions).zip(&before) {
         if pos != old {
             set_position(tx, *view, *pos)?;
         }
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoredEvent;
+
+    fn note(topic: EventType, state: &str) -> Notification {
+        Notification {
+            id: 7,
+            event: StoredEvent {
+                originator_id: uuid::Uuid::from_u128(42),
+                originator_version: 3,
+                topic: topic.topic().to_owned(),
+                state: state.as_bytes().to_vec(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_fast_update_decoder_agrees_with_the_codec() {
+        let ts = r#"{"timestamp":{"_type_":"datetime_iso","_data_":"2024-06-01T08:00:00.250000+00:00"},"#;
+        let ts0 = r#"{"timestamp":{"_type_":"datetime_iso","_data_":"2024-06-01T08:00:00+00:00"},"#;
+        let cases = [
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":"RUNNING"}}"#),
+                true,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts0}"status":"RUNNING"}}"#),
+                true,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":""}}"#),
+                true,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":"Déjà vu ✓"}}"#),
+                true,
+            ),
+            (
+                EventType::ProgressUpdated,
+                format!(r#"{ts}"progress":"43%"}}"#),
+                true,
+            ),
+            // Other forms: the codec decides (same event or not projected).
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":"a\"b"}}"#),
+                false,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":"a\u00e9"}}"#),
+                false,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":null}}"#),
+                false,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":7}}"#),
+                false,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"progress":"7"}}"#),
+                false,
+            ),
+            (
+                EventType::ProgressUpdated,
+                format!(r#"{ts}"status":"7"}}"#),
+                false,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":"x","class_version":1}}"#),
+                false,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":"x"}} "#),
+                false,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts} "status":"x"}}"#),
+                false,
+            ),
+            (
+                EventType::StatusUpdated,
+                r#"{"timestamp":{"_type_":"datetime_iso","_data_":"not a time"},"status":"x"}"#
+                    .to_owned(),
+                false,
+            ),
+            (
+                EventType::StatusUpdated,
+                format!(r#"{ts}"status":"x""#),
+                false,
+            ),
+        ];
+        for (ty, state, fast) in cases {
+            let n = note(ty, &state);
+            let quick = decode_update(&n.as_ref(), ty);
+            assert_eq!(quick.is_some(), fast, "{state}");
+            if let Some(e) = quick {
+                assert_eq!(Some(e), decode(&n), "{state}");
+            }
+            assert_eq!(decode_projected(&n.as_ref()), decode(&n), "{state}");
+        }
+    }
 }

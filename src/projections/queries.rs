@@ -78,12 +78,20 @@ fn text(v: &Sql) -> Option<String> {
 }
 
 fn bad_row(table: &str, what: &str) -> crate::error::Error {
-    crate::error::Error::Database { backend: "view", message: format!("{table}: {what} is NULL or unreadable") }
+    crate::error::Error::Database {
+        backend: "view",
+        message: format!("{table}: {what} is NULL or unreadable"),
+    }
 }
 
 /// Appends `AND col = $n` for each given filter. `None` when a filter is
 /// outside the 32-bit range (no row can match).
-fn filters(cols: (&str, &str), user: Option<i64>, group: Option<i64>, params: &mut Vec<Sql>) -> Option<String> {
+fn filters(
+    cols: (&str, &str),
+    user: Option<i64>,
+    group: Option<i64>,
+    params: &mut Vec<Sql>,
+) -> Option<String> {
     let mut sql = String::new();
     for (col, v) in [(cols.0, user), (cols.1, group)] {
         if let Some(v) = v {
@@ -117,13 +125,19 @@ fn job_row(r: &[Sql]) -> Result<JobViewRow> {
 pub fn get_jobs(tx: &mut dyn Tx, user: Option<i64>, group: Option<i64>) -> Result<JobsByUser> {
     if user.is_none() && group.is_none() {
         let rows = tx.query(
-            &format!("SELECT \"user\", slurm_job_id FROM {} ORDER BY slurm_job_id", job_accounting::TABLE),
+            &format!(
+                "SELECT \"user\", slurm_job_id FROM {} ORDER BY slurm_job_id",
+                job_accounting::TABLE
+            ),
             &[],
             &[Kind::Int, Kind::Int],
         )?;
         let mut out: JobsByUser = Vec::new();
         for r in rows {
-            let (u, j) = (int(&r[0]), int(&r[1]).ok_or_else(|| bad_row(job_accounting::TABLE, "slurm_job_id"))?);
+            let (u, j) = (
+                int(&r[0]),
+                int(&r[1]).ok_or_else(|| bad_row(job_accounting::TABLE, "slurm_job_id"))?,
+            );
             match out.iter_mut().find(|(k, _)| *k == u) {
                 Some((_, jobs)) => jobs.push(j),
                 None => out.push((u, vec![j])),
@@ -136,11 +150,17 @@ pub fn get_jobs(tx: &mut dyn Tx, user: Option<i64>, group: Option<i64>) -> Resul
         return Ok(vec![(user, Vec::new())]);
     };
     let rows = tx.query(
-        &format!("SELECT slurm_job_id FROM {} WHERE 1 = 1{cond} ORDER BY slurm_job_id", job_accounting::TABLE),
+        &format!(
+            "SELECT slurm_job_id FROM {} WHERE 1 = 1{cond} ORDER BY slurm_job_id",
+            job_accounting::TABLE
+        ),
         &params,
         &[Kind::Int],
     )?;
-    Ok(vec![(user, rows.iter().filter_map(|r| int(&r[0])).collect())])
+    Ok(vec![(
+        user,
+        rows.iter().filter_map(|r| int(&r[0])).collect(),
+    )])
 }
 
 /// JobAccounting.get_task_id: the task of a Slurm job, if known.
@@ -154,7 +174,10 @@ pub fn get_job(tx: &mut dyn Tx, job_id: i64) -> Result<Option<JobViewRow>> {
         return Ok(None);
     }
     let rows = tx.query(
-        &format!("SELECT {JOB_COLUMNS} FROM {} WHERE slurm_job_id = $1", job_accounting::TABLE),
+        &format!(
+            "SELECT {JOB_COLUMNS} FROM {} WHERE slurm_job_id = $1",
+            job_accounting::TABLE
+        ),
         &[Sql::Int(job_id)],
         &JOB_KINDS,
     )?;
@@ -164,7 +187,10 @@ pub fn get_job(tx: &mut dyn Tx, job_id: i64) -> Result<Option<JobViewRow>> {
 /// Every row of biomero_job_view by slurm_job_id.
 pub fn all_jobs(tx: &mut dyn Tx) -> Result<Vec<JobViewRow>> {
     let rows = tx.query(
-        &format!("SELECT {JOB_COLUMNS} FROM {} ORDER BY slurm_job_id", job_accounting::TABLE),
+        &format!(
+            "SELECT {JOB_COLUMNS} FROM {} ORDER BY slurm_job_id",
+            job_accounting::TABLE
+        ),
         &[],
         &JOB_KINDS,
     )?;
@@ -191,7 +217,10 @@ pub fn get_job_progress(tx: &mut dyn Tx, job_id: i64) -> Result<Option<JobProgre
         return Ok(None);
     }
     let rows = tx.query(
-        &format!("SELECT {JOB_PROGRESS_COLUMNS} FROM {} WHERE slurm_job_id = $1", job_progress::TABLE),
+        &format!(
+            "SELECT {JOB_PROGRESS_COLUMNS} FROM {} WHERE slurm_job_id = $1",
+            job_progress::TABLE
+        ),
         &[Sql::Int(job_id)],
         &JOB_PROGRESS_KINDS,
     )?;
@@ -201,7 +230,10 @@ pub fn get_job_progress(tx: &mut dyn Tx, job_id: i64) -> Result<Option<JobProgre
 /// Every row of biomero_job_progress_view by slurm_job_id.
 pub fn all_job_progress(tx: &mut dyn Tx) -> Result<Vec<JobProgressRow>> {
     let rows = tx.query(
-        &format!("SELECT {JOB_PROGRESS_COLUMNS} FROM {} ORDER BY slurm_job_id", job_progress::TABLE),
+        &format!(
+            "SELECT {JOB_PROGRESS_COLUMNS} FROM {} ORDER BY slurm_job_id",
+            job_progress::TABLE
+        ),
         &[],
         &JOB_PROGRESS_KINDS,
     )?;
@@ -212,8 +244,17 @@ pub fn all_job_progress(tx: &mut dyn Tx) -> Result<Vec<JobProgressRow>> {
 
 const WORKFLOW_COLUMNS: &str =
     "workflow_id, status, progress, \"user\", \"group\", name, task, main_task_name, start_time";
-const WORKFLOW_KINDS: [Kind; 9] =
-    [Kind::Uuid, Kind::Text, Kind::Text, Kind::Int, Kind::Int, Kind::Text, Kind::Text, Kind::Text, Kind::Time];
+const WORKFLOW_KINDS: [Kind; 9] = [
+    Kind::Uuid,
+    Kind::Text,
+    Kind::Text,
+    Kind::Int,
+    Kind::Int,
+    Kind::Text,
+    Kind::Text,
+    Kind::Text,
+    Kind::Time,
+];
 
 fn workflow_row(r: &[Sql]) -> Result<WorkflowProgressRow> {
     let t = workflow_progress::TABLE;
@@ -233,7 +274,10 @@ fn workflow_row(r: &[Sql]) -> Result<WorkflowProgressRow> {
 /// WorkflowProgress: one workflow's row, if known.
 pub fn get_workflow(tx: &mut dyn Tx, workflow_id: Uuid) -> Result<Option<WorkflowProgressRow>> {
     let rows = tx.query(
-        &format!("SELECT {WORKFLOW_COLUMNS} FROM {} WHERE workflow_id = $1", workflow_progress::TABLE),
+        &format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM {} WHERE workflow_id = $1",
+            workflow_progress::TABLE
+        ),
         &[Sql::Uuid(workflow_id)],
         &WORKFLOW_KINDS,
     )?;
@@ -242,9 +286,15 @@ pub fn get_workflow(tx: &mut dyn Tx, workflow_id: Uuid) -> Result<Option<Workflo
 
 /// WorkflowProgress: the workflows of a user and/or group (all without
 /// filters), newest start_time first (then by workflow_id).
-pub fn list_workflows(tx: &mut dyn Tx, user: Option<i64>, group: Option<i64>) -> Result<Vec<WorkflowProgressRow>> {
+pub fn list_workflows(
+    tx: &mut dyn Tx,
+    user: Option<i64>,
+    group: Option<i64>,
+) -> Result<Vec<WorkflowProgressRow>> {
     let mut params = Vec::new();
-    let Some(cond) = filters(("\"user\"", "\"group\""), user, group, &mut params) else { return Ok(Vec::new()) };
+    let Some(cond) = filters(("\"user\"", "\"group\""), user, group, &mut params) else {
+        return Ok(Vec::new());
+    };
     let rows = tx.query(
         &format!(
             "SELECT {WORKFLOW_COLUMNS} FROM {} WHERE 1 = 1{cond} ORDER BY start_time DESC, workflow_id",
@@ -259,7 +309,10 @@ pub fn list_workflows(tx: &mut dyn Tx, user: Option<i64>, group: Option<i64>) ->
 /// Every row of biomero_workflow_progress_view by workflow_id.
 pub fn all_workflows(tx: &mut dyn Tx) -> Result<Vec<WorkflowProgressRow>> {
     let rows = tx.query(
-        &format!("SELECT {WORKFLOW_COLUMNS} FROM {} ORDER BY workflow_id", workflow_progress::TABLE),
+        &format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM {} ORDER BY workflow_id",
+            workflow_progress::TABLE
+        ),
         &[],
         &WORKFLOW_KINDS,
     )?;
@@ -270,8 +323,17 @@ pub fn all_workflows(tx: &mut dyn Tx) -> Result<Vec<WorkflowProgressRow>> {
 
 const TASK_COLUMNS: &str =
     "task_id, task_name, task_version, user_id, group_id, status, start_time, end_time, error_type";
-const TASK_KINDS: [Kind; 9] =
-    [Kind::Uuid, Kind::Text, Kind::Text, Kind::Int, Kind::Int, Kind::Text, Kind::Time, Kind::Time, Kind::Text];
+const TASK_KINDS: [Kind; 9] = [
+    Kind::Uuid,
+    Kind::Text,
+    Kind::Text,
+    Kind::Int,
+    Kind::Int,
+    Kind::Text,
+    Kind::Time,
+    Kind::Time,
+    Kind::Text,
+];
 
 fn task_row(r: &[Sql]) -> Result<TaskExecutionRow> {
     let t = workflow_analytics::TABLE;
@@ -291,7 +353,10 @@ fn task_row(r: &[Sql]) -> Result<TaskExecutionRow> {
 /// One row of biomero_task_execution.
 pub fn get_task_execution(tx: &mut dyn Tx, task_id: Uuid) -> Result<Option<TaskExecutionRow>> {
     let rows = tx.query(
-        &format!("SELECT {TASK_COLUMNS} FROM {} WHERE task_id = $1", workflow_analytics::TABLE),
+        &format!(
+            "SELECT {TASK_COLUMNS} FROM {} WHERE task_id = $1",
+            workflow_analytics::TABLE
+        ),
         &[Sql::Uuid(task_id)],
         &TASK_KINDS,
     )?;
@@ -301,7 +366,10 @@ pub fn get_task_execution(tx: &mut dyn Tx, task_id: Uuid) -> Result<Option<TaskE
 /// Every row of biomero_task_execution by task_id.
 pub fn all_task_executions(tx: &mut dyn Tx) -> Result<Vec<TaskExecutionRow>> {
     let rows = tx.query(
-        &format!("SELECT {TASK_COLUMNS} FROM {} ORDER BY task_id", workflow_analytics::TABLE),
+        &format!(
+            "SELECT {TASK_COLUMNS} FROM {} ORDER BY task_id",
+            workflow_analytics::TABLE
+        ),
         &[],
         &TASK_KINDS,
     )?;
@@ -317,9 +385,14 @@ fn task_rows(
     user: Option<i64>,
     group: Option<i64>,
 ) -> Result<Vec<TaskExecutionRow>> {
-    let Some(cond) = filters(("user_id", "group_id"), user, group, &mut params) else { return Ok(Vec::new()) };
+    let Some(cond) = filters(("user_id", "group_id"), user, group, &mut params) else {
+        return Ok(Vec::new());
+    };
     let rows = tx.query(
-        &format!("SELECT {TASK_COLUMNS} FROM {} WHERE 1 = 1{extra}{cond} ORDER BY task_id", workflow_analytics::TABLE),
+        &format!(
+            "SELECT {TASK_COLUMNS} FROM {} WHERE 1 = 1{extra}{cond} ORDER BY task_id",
+            workflow_analytics::TABLE
+        ),
         &params,
         &TASK_KINDS,
     )?;
@@ -327,7 +400,11 @@ fn task_rows(
 }
 
 /// WorkflowAnalytics.get_task_counts: executions per (name, version).
-pub fn get_task_counts(tx: &mut dyn Tx, user: Option<i64>, group: Option<i64>) -> Result<BTreeMap<TaskKey, i64>> {
+pub fn get_task_counts(
+    tx: &mut dyn Tx,
+    user: Option<i64>,
+    group: Option<i64>,
+) -> Result<BTreeMap<TaskKey, i64>> {
     let mut out = BTreeMap::new();
     for r in task_rows(tx, "", Vec::new(), user, group)? {
         *out.entry((r.task_name, r.task_version)).or_insert(0) += 1;
@@ -354,7 +431,10 @@ pub fn get_average_task_duration(
         e.0 += micros;
         e.1 += 1;
     }
-    Ok(sums.into_iter().map(|(k, (sum, n))| (k, mean_seconds(sum, n))).collect())
+    Ok(sums
+        .into_iter()
+        .map(|(k, (sum, n))| (k, mean_seconds(sum, n)))
+        .collect())
 }
 
 /// `sum / n / 1e6`, rounded once where the numbers allow it.
@@ -378,7 +458,9 @@ pub fn get_task_failures(
     let mut out: BTreeMap<TaskKey, Vec<String>> = BTreeMap::new();
     for r in task_rows(tx, " AND error_type IS NOT NULL", Vec::new(), user, group)? {
         let Some(err) = r.error_type else { continue };
-        out.entry((r.task_name, r.task_version)).or_default().push(err);
+        out.entry((r.task_name, r.task_version))
+            .or_default()
+            .push(err);
     }
     for errors in out.values_mut() {
         errors.sort();
@@ -396,7 +478,13 @@ pub fn get_task_usage_over_time(
     group: Option<i64>,
 ) -> Result<BTreeMap<NaiveDate, i64>> {
     let mut out = BTreeMap::new();
-    for r in task_rows(tx, " AND task_name = $1", vec![Sql::Text(task_name.to_owned())], user, group)? {
+    for r in task_rows(
+        tx,
+        " AND task_name = $1",
+        vec![Sql::Text(task_name.to_owned())],
+        user,
+        group,
+    )? {
         *out.entry(r.start_time.date()).or_insert(0) += 1;
     }
     Ok(out)

@@ -2,44 +2,110 @@
 //! (from its workflow), status, start and end times and error.
 //!
 //! TaskCreated writes the row from the log; TaskAdded fills in the owner;
-//! later events read the row, change what they determine and upsert it.
+//! later events change the columns they determine (one `UPDATE`, or in
+//! memory during a catch-up).
 
 use crate::domain::{Event, Payload, Value};
 use crate::error::Result;
-use crate::projections::lookup::{self, TaskInfo};
-use crate::projections::queries::{self, TaskExecutionRow};
+use crate::projections::cache::{Ctx, TaskInfo};
+use crate::projections::lookup;
+use crate::projections::queries::TaskExecutionRow;
 use crate::store::{Sql, Tx};
+use chrono::NaiveDateTime;
+use std::sync::OnceLock;
 use uuid::Uuid;
 
 pub const TABLE: &str = "biomero_task_execution";
 
-pub fn apply(tx: &mut dyn Tx, id: i64, event: &Event) -> Result<()> {
+/// A change of an existing row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WfaPatch {
+    Status(String),
+    /// end_time.
+    Completed(NaiveDateTime),
+    /// end_time and error_type.
+    Failed(NaiveDateTime, Option<String>),
+    /// user_id and group_id.
+    Owner(Option<i64>, Option<i64>),
+    Delete,
+}
+
+impl WfaPatch {
+    /// The change applied to a row in memory; `false` when there is no row.
+    pub(crate) fn apply(self, row: &mut Option<TaskExecutionRow>) -> bool {
+        let Some(r) = row else { return false };
+        match self {
+            WfaPatch::Status(s) => r.status = s,
+            WfaPatch::Completed(end) => r.end_time = Some(end),
+            WfaPatch::Failed(end, error) => {
+                r.end_time = Some(end);
+                r.error_type = error;
+            }
+            WfaPatch::Owner(user, group) => {
+                r.user_id = user;
+                r.group_id = group;
+            }
+            WfaPatch::Delete => *row = None,
+        }
+        true
+    }
+
+    /// The same change as one statement; `false` when there is no row.
+    pub(crate) fn execute(&self, tx: &mut dyn Tx, task: Uuid) -> Result<bool> {
+        let id = Sql::Uuid(task);
+        let n = match self {
+            WfaPatch::Status(s) => tx.execute(
+                &format!("UPDATE {TABLE} SET status = $2 WHERE task_id = $1"),
+                &[id, Sql::Text(s.clone())],
+            )?,
+            WfaPatch::Completed(end) => tx.execute(
+                &format!("UPDATE {TABLE} SET end_time = $2 WHERE task_id = $1"),
+                &[id, Sql::Time(*end)],
+            )?,
+            WfaPatch::Failed(end, error) => tx.execute(
+                &format!("UPDATE {TABLE} SET end_time = $2, error_type = $3 WHERE task_id = $1"),
+                &[id, Sql::Time(*end), error.clone().into()],
+            )?,
+            WfaPatch::Owner(user, group) => tx.execute(
+                &format!("UPDATE {TABLE} SET user_id = $2, group_id = $3 WHERE task_id = $1"),
+                &[id, (*user).into(), (*group).into()],
+            )?,
+            WfaPatch::Delete => {
+                tx.execute(&format!("DELETE FROM {TABLE} WHERE task_id = $1"), &[id])?
+            }
+        };
+        Ok(n > 0)
+    }
+}
+
+pub fn apply(ctx: &mut Ctx<'_>, event: &Event) -> Result<()> {
     let origin = event.originator_id;
-    match &event.payload {
-        Payload::TaskCreated { .. } => task_created(tx, id, origin),
-        Payload::TaskAdded { task_id } => task_added(tx, id, *task_id),
+    let patch = match &event.payload {
+        Payload::TaskCreated { .. } => return task_created(ctx, origin),
+        Payload::TaskAdded { task_id } => return task_added(ctx, *task_id),
         Payload::StatusUpdated { status } => {
-            let Some(s) = text(status, origin, "status") else { return Ok(()) };
+            let Some(s) = text(status, origin, "status") else {
+                return Ok(());
+            };
             let Some(s) = s else {
                 log::warn!("[WFA] task {origin}: status None cannot be stored (status is NOT NULL); row not updated");
                 return Ok(());
             };
-            update(tx, origin, |row| row.status = s)
+            WfaPatch::Status(s)
         }
-        Payload::TaskCompleted { .. } => {
-            let end = event.timestamp.naive_utc();
-            update(tx, origin, |row| row.end_time = Some(end))
-        }
+        Payload::TaskCompleted { .. } => WfaPatch::Completed(event.timestamp.naive_utc()),
         Payload::TaskFailed { error_message } => {
-            let end = event.timestamp.naive_utc();
-            let Some(error) = text(error_message, origin, "error message") else { return Ok(()) };
-            update(tx, origin, |row| {
-                row.end_time = Some(end);
-                row.error_type = error;
-            })
+            let Some(error) = text(error_message, origin, "error message") else {
+                return Ok(());
+            };
+            WfaPatch::Failed(event.timestamp.naive_utc(), error)
         }
-        _ => Ok(()),
+        _ => return Ok(()),
+    };
+    if !ctx.patch_task(origin, patch)? {
+        log::debug!("[WFA] no row for task {origin}; event not projected");
     }
+    Ok(())
 }
 
 /// A value for a VARCHAR column; `None` (after a warning) when it cannot be
@@ -56,8 +122,10 @@ fn text(v: &Value, task: Uuid, what: &str) -> Option<Option<String>> {
 
 /// The task's user and group from its workflow, when it belongs to one.
 /// `None` (after a warning) when they cannot be stored.
-fn owner(tx: &mut dyn Tx, task: &TaskInfo, id: i64) -> Result<Option<(Option<i64>, Option<i64>)>> {
-    let Some(wf) = lookup::task_workflow(tx, task, id)? else { return Ok(Some((None, None))) };
+fn owner(ctx: &mut Ctx<'_>, task: &TaskInfo) -> Result<Option<(Option<i64>, Option<i64>)>> {
+    let Some(wf) = ctx.task_workflow(task)? else {
+        return Ok(Some((None, None)));
+    };
     match (lookup::int_column(&wf.user), lookup::int_column(&wf.group)) {
         (Ok(u), Ok(g)) => Ok(Some((u.map(i64::from), g.map(i64::from)))),
         (u, g) => {
@@ -73,66 +141,63 @@ fn owner(tx: &mut dyn Tx, task: &TaskInfo, id: i64) -> Result<Option<(Option<i64
     }
 }
 
-fn task_created(tx: &mut dyn Tx, id: i64, task_id: Uuid) -> Result<()> {
-    let Some(task) = lookup::task(tx, task_id, id)? else { return Ok(()) };
-    let Some(name) = text(&task.name, task_id, "task name") else { return Ok(()) };
+fn task_created(ctx: &mut Ctx<'_>, task_id: Uuid) -> Result<()> {
+    let Some(task) = ctx.task(task_id)? else {
+        return Ok(());
+    };
+    let Some(name) = text(&task.name, task_id, "task name") else {
+        return Ok(());
+    };
     let Some(name) = name else {
         log::warn!("[WFA] task {task_id}: task name None cannot be stored (task_name is NOT NULL); row skipped");
         return Ok(());
     };
-    let Some(version) = text(&task.version, task_id, "task version") else { return Ok(()) };
-    let Some((user_id, group_id)) = owner(tx, &task, id)? else { return Ok(()) };
-    write(
-        tx,
-        &TaskExecutionRow {
-            task_id,
-            task_name: name,
-            task_version: version,
-            user_id,
-            group_id,
-            status: "CREATED".into(),
-            start_time: task.created.naive_utc(),
-            end_time: None,
-            error_type: None,
-        },
-    )
-}
-
-fn task_added(tx: &mut dyn Tx, id: i64, task_id: Uuid) -> Result<()> {
-    let Some(mut row) = queries::get_task_execution(tx, task_id)? else { return Ok(()) };
-    let Some(task) = lookup::task(tx, task_id, id)? else { return Ok(()) };
-    let Some((user_id, group_id)) = owner(tx, &task, id)? else {
-        // The row cannot show the task's owner: drop it rather than keep a
-        // row that says it has none (later events then find no row).
-        tx.execute(&format!("DELETE FROM {TABLE} WHERE task_id = $1"), &[Sql::Uuid(task_id)])?;
+    let Some(version) = text(&task.version, task_id, "task version") else {
         return Ok(());
     };
-    if (row.user_id, row.group_id) != (user_id, group_id) {
-        row.user_id = user_id;
-        row.group_id = group_id;
-        write(tx, &row)?;
-    }
+    let Some((user_id, group_id)) = owner(ctx, &task)? else {
+        return Ok(());
+    };
+    let row = TaskExecutionRow {
+        task_id,
+        task_name: name,
+        task_version: version,
+        user_id,
+        group_id,
+        status: "CREATED".into(),
+        start_time: task.created.naive_utc(),
+        end_time: None,
+        error_type: None,
+    };
+    log::debug!("[WFA] Updated/Inserted task execution into view table: {row:?}");
+    ctx.put_task(row)
+}
+
+fn task_added(ctx: &mut Ctx<'_>, task_id: Uuid) -> Result<()> {
+    let Some(task) = ctx.task(task_id)? else {
+        return Ok(());
+    };
+    let patch = match owner(ctx, &task)? {
+        Some((user_id, group_id)) => WfaPatch::Owner(user_id, group_id),
+        // The row cannot show the task's owner: drop it rather than keep a
+        // row that says it has none (later events then find no row).
+        None => WfaPatch::Delete,
+    };
+    ctx.patch_task(task_id, patch)?;
     Ok(())
 }
 
-fn update(tx: &mut dyn Tx, task_id: Uuid, change: impl FnOnce(&mut TaskExecutionRow)) -> Result<()> {
-    let Some(mut row) = queries::get_task_execution(tx, task_id)? else {
-        log::debug!("[WFA] no row for task {task_id}; event not projected");
-        return Ok(());
-    };
-    change(&mut row);
-    write(tx, &row)
-}
-
-fn write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
+/// Upserts a whole row.
+pub(crate) fn write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
+    static SQL: OnceLock<String> = OnceLock::new();
     tx.execute(
-        &format!(
+        SQL.get_or_init(|| format!(
             "INSERT INTO {TABLE} (task_id, task_name, task_version, user_id, group_id, status, start_time, end_time, error_type) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (task_id) DO UPDATE SET task_name = excluded.task_name, task_version = excluded.task_version, \
              user_id = excluded.user_id, group_id = excluded.group_id, status = excluded.status, \
              start_time = excluded.start_time, end_time = excluded.end_time, error_type = excluded.error_type"
-        ),
+        )),
         &[
             Sql::Uuid(row.task_id),
             Sql::Text(row.task_name.clone()),
@@ -145,6 +210,13 @@ fn write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
             row.error_type.clone().into(),
         ],
     )?;
-    log::debug!("[WFA] Updated/Inserted task execution into view table: {row:?}");
+    Ok(())
+}
+
+pub(crate) fn delete(tx: &mut dyn Tx, task: Uuid) -> Result<()> {
+    tx.execute(
+        &format!("DELETE FROM {TABLE} WHERE task_id = $1"),
+        &[Sql::Uuid(task)],
+    )?;
     Ok(())
 }

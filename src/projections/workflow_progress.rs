@@ -1,16 +1,18 @@
 //! biomero_workflow_progress_view: per workflow its status, progress, owner,
 //! name, latest task, main task name and start time.
 //!
-//! The row is the state: each event reads the workflow's row, changes the
-//! columns the event determines and upserts it. What the row does not hold
-//! (task names, the workflow of a task, the latest task progress) is read
-//! from the event log up to the event being applied.
+//! The row is the state: each event changes the columns it determines of
+//! the workflow's row (one `UPDATE`, or in memory during a catch-up). What
+//! the row does not hold (task names, the workflow of a task, the latest
+//! task progress) is read from the event log up to the event being applied.
 
 use crate::domain::{Event, Payload, Value};
 use crate::error::Result;
-use crate::projections::lookup::{self, TaskInfo, WorkflowInfo};
-use crate::projections::queries::{self, WorkflowProgressRow};
+use crate::projections::cache::{Ctx, Need, TaskInfo, WorkflowInfo};
+use crate::projections::lookup;
+use crate::projections::queries::WorkflowProgressRow;
 use crate::store::{Sql, Tx};
+use std::sync::OnceLock;
 use uuid::Uuid;
 
 pub const TABLE: &str = "biomero_workflow_progress_view";
@@ -30,75 +32,194 @@ pub mod wfs {
     pub const JOB_STATUS: &str = "JOB_";
 }
 
-pub fn apply(tx: &mut dyn Tx, id: i64, event: &Event) -> Result<()> {
+pub fn apply(ctx: &mut Ctx<'_>, event: &Event) -> Result<()> {
     let wf_or_task = event.originator_id;
     match &event.payload {
-        Payload::WorkflowInitiated { name, user, group, .. } => initiated(tx, event, name, user, group),
-        Payload::WorkflowCompleted => set_status(tx, wf_or_task, "WorkflowCompleted", wfs::DONE, Some("100%")),
-        Payload::WorkflowFailed { .. } => set_status(tx, wf_or_task, "WorkflowFailed", wfs::FAILED, None),
-        Payload::TaskAdded { task_id } => task_added(tx, id, wf_or_task, *task_id),
-        Payload::StatusUpdated { status } => status_updated(tx, id, wf_or_task, status),
+        Payload::WorkflowInitiated {
+            name, user, group, ..
+        } => initiated(ctx, event, name, user, group),
+        Payload::WorkflowCompleted => set_status(
+            ctx,
+            wf_or_task,
+            "WorkflowCompleted",
+            wfs::DONE,
+            Some("100%"),
+        ),
+        Payload::WorkflowFailed { .. } => {
+            set_status(ctx, wf_or_task, "WorkflowFailed", wfs::FAILED, None)
+        }
+        Payload::TaskAdded { task_id } => task_added(ctx, wf_or_task, *task_id),
+        Payload::StatusUpdated { status } => status_updated(ctx, wf_or_task, status),
         // ProgressUpdated changes no column: the latest task progress is read
         // from the log when a status update needs it.
         _ => Ok(()),
     }
 }
 
-fn initiated(tx: &mut dyn Tx, event: &Event, name: &Value, user: &Value, group: &Value) -> Result<()> {
+/// A change of an existing row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WfpPatch {
+    /// status, and progress unless None.
+    Status {
+        status: String,
+        progress: Option<String>,
+    },
+    /// task and main_task_name.
+    Task {
+        task: Option<String>,
+        main_task_name: Option<String>,
+    },
+}
+
+impl WfpPatch {
+    /// The change applied to a row in memory; `false` when there is no row.
+    pub(crate) fn apply(self, row: &mut Option<WorkflowProgressRow>) -> bool {
+        let Some(row) = row else { return false };
+        match self {
+            WfpPatch::Status { status, progress } => {
+                row.status = Some(status);
+                if progress.is_some() {
+                    row.progress = progress;
+                }
+            }
+            WfpPatch::Task {
+                task,
+                main_task_name,
+            } => {
+                row.task = task;
+                row.main_task_name = main_task_name;
+            }
+        }
+        true
+    }
+
+    /// The same change as one statement; `false` when there is no row.
+    pub(crate) fn execute(&self, tx: &mut dyn Tx, wf: Uuid) -> Result<bool> {
+        let n = match self {
+            WfpPatch::Status {
+                status,
+                progress: Some(p),
+            } => tx.execute(
+                &format!("UPDATE {TABLE} SET status = $2, progress = $3 WHERE workflow_id = $1"),
+                &[
+                    Sql::Uuid(wf),
+                    Sql::Text(status.clone()),
+                    Sql::Text(p.clone()),
+                ],
+            )?,
+            WfpPatch::Status {
+                status,
+                progress: None,
+            } => tx.execute(
+                &format!("UPDATE {TABLE} SET status = $2 WHERE workflow_id = $1"),
+                &[Sql::Uuid(wf), Sql::Text(status.clone())],
+            )?,
+            WfpPatch::Task {
+                task,
+                main_task_name,
+            } => tx.execute(
+                &format!(
+                    "UPDATE {TABLE} SET task = $2, main_task_name = $3 WHERE workflow_id = $1"
+                ),
+                &[
+                    Sql::Uuid(wf),
+                    task.clone().into(),
+                    main_task_name.clone().into(),
+                ],
+            )?,
+        };
+        Ok(n > 0)
+    }
+}
+
+fn initiated(
+    ctx: &mut Ctx<'_>,
+    event: &Event,
+    name: &Value,
+    user: &Value,
+    group: &Value,
+) -> Result<()> {
     let wf = event.originator_id;
-    let (user, group, name) = match (lookup::int_column(user), lookup::int_column(group), lookup::text_column(name)) {
+    let (user, group, name) = match (
+        lookup::int_column(user),
+        lookup::int_column(group),
+        lookup::text_column(name),
+    ) {
         (Ok(u), Ok(g), Ok(n)) => (u, g, n),
         (u, g, n) => {
-            let why: Vec<String> = [u.err().map(|e| format!("user {e}")), g.err().map(|e| format!("group {e}")), n.err().map(|e| format!("name {e}"))]
-                .into_iter()
-                .flatten()
-                .collect();
-            log::warn!("[WFP] workflow {wf}: {}; {TABLE} gets no row for it", why.join(", "));
+            let why: Vec<String> = [
+                u.err().map(|e| format!("user {e}")),
+                g.err().map(|e| format!("group {e}")),
+                n.err().map(|e| format!("name {e}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            log::warn!(
+                "[WFP] workflow {wf}: {}; {TABLE} gets no row for it",
+                why.join(", ")
+            );
             return Ok(());
         }
     };
-    write(
-        tx,
-        &WorkflowProgressRow {
-            workflow_id: wf,
-            status: Some(wfs::INITIALIZING.into()),
-            progress: Some("0%".into()),
-            user: user.map(i64::from),
-            group: group.map(i64::from),
-            name,
-            task: None,
-            main_task_name: None,
-            start_time: event.timestamp.naive_utc(),
-        },
-    )
+    let row = WorkflowProgressRow {
+        workflow_id: wf,
+        status: Some(wfs::INITIALIZING.into()),
+        progress: Some("0%".into()),
+        user: user.map(i64::from),
+        group: group.map(i64::from),
+        name,
+        task: None,
+        main_task_name: None,
+        start_time: event.timestamp.naive_utc(),
+    };
+    log::debug!("[WFP] Inserted wf progress in view table: {row:?}");
+    ctx.put_workflow(row)
 }
 
-fn set_status(tx: &mut dyn Tx, wf: Uuid, what: &str, status: &str, progress: Option<&str>) -> Result<()> {
-    let Some(mut row) = queries::get_workflow(tx, wf)? else {
+fn set_status(
+    ctx: &mut Ctx<'_>,
+    wf: Uuid,
+    what: &str,
+    status: &str,
+    progress: Option<&str>,
+) -> Result<()> {
+    let patch = WfpPatch::Status {
+        status: status.into(),
+        progress: progress.map(str::to_owned),
+    };
+    if !ctx.patch_workflow(wf, patch)? {
         log::warn!("[WFP] {what} event for unknown workflow: wf_id={wf}. Skipping status update.");
-        return Ok(());
-    };
-    row.status = Some(status.into());
-    if let Some(p) = progress {
-        row.progress = Some(p.into());
     }
-    write(tx, &row)
+    Ok(())
 }
 
-fn task_added(tx: &mut dyn Tx, id: i64, wf_id: Uuid, task_id: Uuid) -> Result<()> {
-    let Some(mut row) = queries::get_workflow(tx, wf_id)? else {
-        log::debug!("[WFP] Task added to a workflow without a row: task_id={task_id}, wf_id={wf_id}");
+fn task_added(ctx: &mut Ctx<'_>, wf_id: Uuid, task_id: Uuid) -> Result<()> {
+    let Some(task) = ctx.task(task_id)? else {
         return Ok(());
     };
-    let Some(task) = lookup::task(tx, task_id, id)? else { return Ok(()) };
     if task.workflow_id != wf_id {
-        log::warn!("[WFP] task {task_id} added to workflow {wf_id} was created for workflow {}; ignored", task.workflow_id);
+        log::warn!(
+            "[WFP] task {task_id} added to workflow {wf_id} was created for workflow {}; ignored",
+            task.workflow_id
+        );
         return Ok(());
     }
-    let Some(wf) = lookup::workflow(tx, wf_id, id)? else { return Ok(()) };
-    row.task = name_text(&task);
-    row.main_task_name = main_task_name(tx, &wf, id, row.task.clone())?;
-    write(tx, &row)
+    let Some(wf) = ctx.workflow(wf_id)? else {
+        return Ok(());
+    };
+    let task_name = name_text(&task);
+    let main_task_name = main_task_name(ctx, &wf, task_name.clone())?;
+    let patch = WfpPatch::Task {
+        task: task_name,
+        main_task_name,
+    };
+    if !ctx.patch_workflow(wf_id, patch)? {
+        log::debug!(
+            "[WFP] Task added to a workflow without a row: task_id={task_id}, wf_id={wf_id}"
+        );
+    }
+    Ok(())
 }
 
 /// A task name as stored (numbers as Python's `str()`); other values, which
@@ -110,11 +231,18 @@ fn name_text(task: &TaskInfo) -> Option<String> {
 /// The first task of the workflow (in TaskAdded order) that is not an
 /// infrastructure task (`_slurm_`, `slurm_`, `convert_`, case-insensitive),
 /// with its original case; failing that, `fallback` (the workflow's task).
-fn main_task_name(tx: &mut dyn Tx, wf: &WorkflowInfo, id: i64, fallback: Option<String>) -> Result<Option<String>> {
-    for (task, _, _) in lookup::workflow_tasks(tx, wf, id)? {
+fn main_task_name(
+    ctx: &mut Ctx<'_>,
+    wf: &WorkflowInfo,
+    fallback: Option<String>,
+) -> Result<Option<String>> {
+    for (task, _) in ctx.workflow_tasks(wf, Need::default())? {
         if let Some(name) = name_text(&task) {
             let lower = name.to_lowercase();
-            if !["_slurm_", "slurm_", "convert_"].iter().any(|p| lower.starts_with(p)) {
+            if !["_slurm_", "slurm_", "convert_"]
+                .iter()
+                .any(|p| lower.starts_with(p))
+            {
                 return Ok(Some(name));
             }
         }
@@ -122,43 +250,55 @@ fn main_task_name(tx: &mut dyn Tx, wf: &WorkflowInfo, id: i64, fallback: Option<
     Ok(fallback)
 }
 
-fn status_updated(tx: &mut dyn Tx, id: i64, task_id: Uuid, status: &Value) -> Result<()> {
-    let Some(task) = lookup::task(tx, task_id, id)? else { return Ok(()) };
-    let Some(task_name) = task.name.as_str().map(str::to_lowercase) else {
-        log::warn!("[WFP] task {task_id}: task name {:?} is not a str; status update not projected", task.name);
+fn status_updated(ctx: &mut Ctx<'_>, task_id: Uuid, status: &Value) -> Result<()> {
+    let Some(task) = ctx.task(task_id)? else {
         return Ok(());
     };
-    let wf = lookup::task_workflow(tx, &task, id)?;
-    let Some(mut row) = (match &wf {
-        Some(wf) => queries::get_workflow(tx, wf.id)?,
-        None => None,
-    }) else {
+    let Some(task_name) = task.name.as_str().map(str::to_lowercase) else {
         log::warn!(
-            "[WFP] Task.StatusUpdated event for unknown workflow: task_id={task_id}, wf_id={:?}. Skipping status update.",
-            wf.as_ref().map(|w| w.id)
+            "[WFP] task {task_id}: task name {:?} is not a str; status update not projected",
+            task.name
         );
         return Ok(());
     };
-    let wf = wf.expect("a row implies a workflow");
+    let Some(wf) = ctx.task_workflow(&task)? else {
+        log::warn!(
+            "[WFP] Task.StatusUpdated event for unknown workflow: task_id={task_id}, wf_id=None. Skipping status update."
+        );
+        return Ok(());
+    };
     let is_postprocessing = status.as_str() == Some(wfs::POSTPROCESSING);
     let (new_status, new_progress) = match task_name.as_str() {
         "_slurm_image_transfer.py" => (wfs::TRANSFERRING.to_owned(), "5%".to_owned()),
         n if n.starts_with("convert_") => (wfs::CONVERTING.to_owned(), "25%".to_owned()),
-        "slurm_get_results.py" if is_postprocessing => (wfs::POSTPROCESSING.to_owned(), "95%".to_owned()),
+        "slurm_get_results.py" if is_postprocessing => {
+            (wfs::POSTPROCESSING.to_owned(), "95%".to_owned())
+        }
         "slurm_get_results.py" => (wfs::RETRIEVING.to_owned(), "90%".to_owned()),
         "slurm_import_results.py" => {
-            let Some(s) = status_str(status, task_id) else { return Ok(()) };
+            let Some(s) = status_str(status, task_id) else {
+                return Ok(());
+            };
             // getattr(workflow_status, s, s)
-            let mapped = if s == "JOB_STATUS" { wfs::JOB_STATUS.to_owned() } else { s.to_owned() };
-            (mapped, if is_postprocessing { "95%" } else { "90%" }.to_owned())
+            let mapped = if s == "JOB_STATUS" {
+                wfs::JOB_STATUS.to_owned()
+            } else {
+                s.to_owned()
+            };
+            (
+                mapped,
+                if is_postprocessing { "95%" } else { "90%" }.to_owned(),
+            )
         }
         "slurm_run_workflow.py" => (wfs::RUNNING.to_owned(), "50%".to_owned()),
         _ => {
-            let Some(s) = status_str(status, task_id) else { return Ok(()) };
+            let Some(s) = status_str(status, task_id) else {
+                return Ok(());
+            };
             let mut progress = "50%".to_owned();
-            if let Some(p) = lookup::latest_task_progress(tx, &wf, id)? {
+            if let Some(p) = ctx.latest_task_progress(&wf)? {
                 if truthy(&p) {
-                    match lookup::interpolate_progress(&p) {
+                    match ctx.interpolate_progress(&p) {
                         Some(x) => progress = x,
                         None => log::warn!(
                             "[WFP] workflow {}: task progress {} is not an integer percentage; progress stays 50%",
@@ -171,9 +311,17 @@ fn status_updated(tx: &mut dyn Tx, id: i64, task_id: Uuid, status: &Value) -> Re
             (format!("{}{s}", wfs::JOB_STATUS), progress)
         }
     };
-    row.status = Some(new_status);
-    row.progress = Some(new_progress);
-    write(tx, &row)
+    let patch = WfpPatch::Status {
+        status: new_status,
+        progress: Some(new_progress),
+    };
+    if !ctx.patch_workflow(wf.id, patch)? {
+        log::warn!(
+            "[WFP] Task.StatusUpdated event for unknown workflow: task_id={task_id}, wf_id={:?}. Skipping status update.",
+            Some(wf.id)
+        );
+    }
+    Ok(())
 }
 
 fn status_str(status: &Value, task_id: Uuid) -> Option<&str> {
@@ -203,15 +351,17 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-fn write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
+/// Upserts a whole row.
+pub(crate) fn write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
+    static SQL: OnceLock<String> = OnceLock::new();
     tx.execute(
-        &format!(
+        SQL.get_or_init(|| format!(
             "INSERT INTO {TABLE} (workflow_id, status, progress, \"user\", \"group\", name, task, main_task_name, start_time) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (workflow_id) DO UPDATE SET status = excluded.status, progress = excluded.progress, \
              \"user\" = excluded.\"user\", \"group\" = excluded.\"group\", name = excluded.name, task = excluded.task, \
              main_task_name = excluded.main_task_name, start_time = excluded.start_time"
-        ),
+        )),
         &[
             Sql::Uuid(row.workflow_id),
             row.status.clone().into(),
@@ -224,6 +374,13 @@ fn write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
             Sql::Time(row.start_time),
         ],
     )?;
-    log::debug!("[WFP] Inserted wf progress in view table: {row:?}");
+    Ok(())
+}
+
+pub(crate) fn delete(tx: &mut dyn Tx, wf: Uuid) -> Result<()> {
+    tx.execute(
+        &format!("DELETE FROM {TABLE} WHERE workflow_id = $1"),
+        &[Sql::Uuid(wf)],
+    )?;
     Ok(())
 }

@@ -3,7 +3,9 @@
 //! row models (`JobView`, `JobProgressView`, `WorkflowProgressView`,
 //! `TaskExecution`).
 
-use crate::projections::queries::{self, JobProgressRow, JobViewRow, TaskExecutionRow, WorkflowProgressRow};
+use crate::projections::queries::{
+    self, JobProgressRow, JobViewRow, TaskExecutionRow, WorkflowProgressRow,
+};
 use crate::projections::View;
 use crate::python::convert::*;
 use crate::python::errors::IntoPy;
@@ -21,7 +23,11 @@ fn open_view_store(url: Option<String>) -> crate::Result<Arc<dyn EventStore>> {
 }
 
 /// Runs a read query with the GIL released.
-fn read<T: Send>(py: Python<'_>, s: &Arc<dyn EventStore>, f: impl FnMut(&mut dyn Tx) -> crate::Result<T> + Send) -> PyResult<T> {
+fn read<T: Send>(
+    py: Python<'_>,
+    s: &Arc<dyn EventStore>,
+    f: impl FnMut(&mut dyn Tx) -> crate::Result<T> + Send,
+) -> PyResult<T> {
     py.allow_threads(|| store::read_tx(s.as_ref(), f)).py()
 }
 
@@ -56,7 +62,10 @@ impl ViewBase {
     }
 
     fn recorder(&self) -> Recorder {
-        Recorder { tracking_table_name: self.view.tracking_table(), events_table_name: self.view.events_table() }
+        Recorder {
+            tracking_table_name: self.view.tracking_table(),
+            events_table_name: self.view.events_table(),
+        }
     }
 
     /// Brings this view up to date with the log (the reference's
@@ -64,7 +73,8 @@ impl ViewBase {
     /// always complete from the first event).
     fn pull_and_process(&self, py: Python<'_>) -> PyResult<u64> {
         let view = [self.view];
-        py.allow_threads(|| crate::rebuild::catch_up(self.store.as_ref(), &view)).py()
+        py.allow_threads(|| crate::rebuild::catch_up(self.store.as_ref(), &view))
+            .py()
     }
 }
 
@@ -82,7 +92,9 @@ macro_rules! view_common {
             ) -> PyResult<Self> {
                 // eventsourcing passes `env=` positionally/by keyword; a str is a URL.
                 let url = url.filter(|u| u.extract::<String>().is_ok() || u.is_none());
-                Ok($cls { base: ViewBase::new(py, url, $view)? })
+                Ok($cls {
+                    base: ViewBase::new(py, url, $view)?,
+                })
             }
 
             /// The projector name in `views=`.
@@ -109,7 +121,11 @@ macro_rules! view_common {
             }
 
             fn __repr__(&self) -> String {
-                format!("{}(url={:?})", stringify!($cls), self.base.store.masked_url())
+                format!(
+                    "{}(url={:?})",
+                    stringify!($cls),
+                    self.base.store.masked_url()
+                )
             }
         }
     };
@@ -151,7 +167,9 @@ impl JobAccounting {
     ) -> PyResult<Bound<'py, PyDict>> {
         let user = opt_int_arg("user", user)?;
         let group = opt_int_arg("group", group)?;
-        let rows = read(py, &self.base.store, |tx| queries::get_jobs(tx, user, group))?;
+        let rows = read(py, &self.base.store, |tx| {
+            queries::get_jobs(tx, user, group)
+        })?;
         let d = PyDict::new(py);
         for (k, jobs) in rows {
             d.set_item(k, PyList::new(py, jobs)?)?;
@@ -160,8 +178,14 @@ impl JobAccounting {
     }
 
     /// The task of a Slurm job, or None.
-    fn get_task_id<'py>(&self, py: Python<'py>, job_id: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(job) = job_id_filter("job_id", job_id)? else { return Ok(None) };
+    fn get_task_id<'py>(
+        &self,
+        py: Python<'py>,
+        job_id: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(job) = job_id_filter("job_id", job_id)? else {
+            return Ok(None);
+        };
         let id = read(py, &self.base.store, |tx| queries::get_task_id(tx, job))?;
         id.map(|u| uuid_to_py(py, &u)).transpose()
     }
@@ -175,9 +199,17 @@ impl JobAccounting {
 
 #[pymethods]
 impl JobProgress {
-    fn get_job_progress(&self, py: Python<'_>, slurm_job_id: &Bound<'_, PyAny>) -> PyResult<Option<JobProgressView>> {
-        let Some(job) = job_id_filter("slurm_job_id", slurm_job_id)? else { return Ok(None) };
-        let row = read(py, &self.base.store, |tx| queries::get_job_progress(tx, job))?;
+    fn get_job_progress(
+        &self,
+        py: Python<'_>,
+        slurm_job_id: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<JobProgressView>> {
+        let Some(job) = job_id_filter("slurm_job_id", slurm_job_id)? else {
+            return Ok(None);
+        };
+        let row = read(py, &self.base.store, |tx| {
+            queries::get_job_progress(tx, job)
+        })?;
         Ok(row.map(|r| JobProgressView { r }))
     }
 
@@ -190,7 +222,11 @@ impl JobProgress {
 
 #[pymethods]
 impl WorkflowProgress {
-    fn get_workflow(&self, py: Python<'_>, workflow_id: &Bound<'_, PyAny>) -> PyResult<Option<WorkflowProgressView>> {
+    fn get_workflow(
+        &self,
+        py: Python<'_>,
+        workflow_id: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<WorkflowProgressView>> {
         let id = uuid_arg("workflow_id", workflow_id)?;
         let row = read(py, &self.base.store, |tx| queries::get_workflow(tx, id))?;
         Ok(row.map(|r| WorkflowProgressView { r }))
@@ -206,8 +242,13 @@ impl WorkflowProgress {
     ) -> PyResult<Vec<WorkflowProgressView>> {
         let user = opt_int_arg("user", user)?;
         let group = opt_int_arg("group", group)?;
-        let rows = read(py, &self.base.store, |tx| queries::list_workflows(tx, user, group))?;
-        Ok(rows.into_iter().map(|r| WorkflowProgressView { r }).collect())
+        let rows = read(py, &self.base.store, |tx| {
+            queries::list_workflows(tx, user, group)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| WorkflowProgressView { r })
+            .collect())
     }
 }
 
@@ -225,7 +266,9 @@ impl WorkflowAnalytics {
         group: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (user, group) = (opt_int_arg("user", user)?, opt_int_arg("group", group)?);
-        let m = read(py, &self.base.store, |tx| queries::get_task_counts(tx, user, group))?;
+        let m = read(py, &self.base.store, |tx| {
+            queries::get_task_counts(tx, user, group)
+        })?;
         let d = PyDict::new(py);
         for (k, v) in m {
             d.set_item(key_tuple(py, k)?, v)?;
@@ -242,7 +285,9 @@ impl WorkflowAnalytics {
         group: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (user, group) = (opt_int_arg("user", user)?, opt_int_arg("group", group)?);
-        let m = read(py, &self.base.store, |tx| queries::get_average_task_duration(tx, user, group))?;
+        let m = read(py, &self.base.store, |tx| {
+            queries::get_average_task_duration(tx, user, group)
+        })?;
         let d = PyDict::new(py);
         for (k, v) in m {
             d.set_item(key_tuple(py, k)?, v)?;
@@ -258,7 +303,9 @@ impl WorkflowAnalytics {
         group: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let (user, group) = (opt_int_arg("user", user)?, opt_int_arg("group", group)?);
-        let m = read(py, &self.base.store, |tx| queries::get_task_failures(tx, user, group))?;
+        let m = read(py, &self.base.store, |tx| {
+            queries::get_task_failures(tx, user, group)
+        })?;
         let d = PyDict::new(py);
         for (k, v) in m {
             d.set_item(key_tuple(py, k)?, PyList::new(py, v)?)?;
@@ -277,7 +324,9 @@ impl WorkflowAnalytics {
     ) -> PyResult<Bound<'py, PyDict>> {
         let name = str_arg("task_name", task_name)?;
         let (user, group) = (opt_int_arg("user", user)?, opt_int_arg("group", group)?);
-        let m = read(py, &self.base.store, |tx| queries::get_task_usage_over_time(tx, &name, user, group))?;
+        let m = read(py, &self.base.store, |tx| {
+            queries::get_task_usage_over_time(tx, &name, user, group)
+        })?;
         let d = PyDict::new(py);
         for (k, v) in m {
             d.set_item(date_to_py(py, &k)?, v)?;
@@ -285,9 +334,15 @@ impl WorkflowAnalytics {
         Ok(d)
     }
 
-    fn get_task_execution(&self, py: Python<'_>, task_id: &Bound<'_, PyAny>) -> PyResult<Option<TaskExecution>> {
+    fn get_task_execution(
+        &self,
+        py: Python<'_>,
+        task_id: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<TaskExecution>> {
         let id = uuid_arg("task_id", task_id)?;
-        let row = read(py, &self.base.store, |tx| queries::get_task_execution(tx, id))?;
+        let row = read(py, &self.base.store, |tx| {
+            queries::get_task_execution(tx, id)
+        })?;
         Ok(row.map(|r| TaskExecution { r }))
     }
 
@@ -300,7 +355,10 @@ impl WorkflowAnalytics {
 
 // ------------------------------------------------------------- row models
 
-fn opt_time<'py>(py: Python<'py>, t: &Option<chrono::NaiveDateTime>) -> PyResult<Option<Bound<'py, PyAny>>> {
+fn opt_time<'py>(
+    py: Python<'py>,
+    t: &Option<chrono::NaiveDateTime>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     t.as_ref().map(|t| naive_to_py(py, t)).transpose()
 }
 

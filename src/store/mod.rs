@@ -49,6 +49,29 @@ pub struct Notification {
     pub event: StoredEvent,
 }
 
+/// A stored event as [`Tx::scan_notifications`] lends it: borrowed from the
+/// database's row, not copied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NotificationRef<'a> {
+    pub id: i64,
+    pub originator_id: Uuid,
+    pub originator_version: i64,
+    pub topic: &'a str,
+    pub state: &'a [u8],
+}
+
+impl Notification {
+    pub fn as_ref(&self) -> NotificationRef<'_> {
+        NotificationRef {
+            id: self.id,
+            originator_id: self.event.originator_id,
+            originator_version: self.event.originator_version,
+            topic: &self.event.topic,
+            state: &self.event.state,
+        }
+    }
+}
+
 /// A value bound to or read from SQL, whatever the backend's column type.
 /// UUIDs and times are written in each backend's own format (STORAGE.md).
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +146,56 @@ impl From<Option<NaiveDateTime>> for Sql {
     }
 }
 
+/// One event that [`Tx::edge_events`] asks for: the first (lowest
+/// originator_version) or the last event of an aggregate with a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeQuery<'a> {
+    pub originator_id: Uuid,
+    pub topic: &'a str,
+    pub last: bool,
+}
+
+/// How many [`EdgeQuery`]s one statement answers (longer lists are split).
+pub const EDGE_QUERIES_PER_STATEMENT: usize = 32;
+
+/// The statement of [`Tx::edge_events`] for `queries` (at most
+/// [`EDGE_QUERIES_PER_STATEMENT`]): one `ORDER BY originator_version LIMIT 1`
+/// subquery per query, each a short range scan of the unique index on
+/// (originator_id, originator_version), glued with UNION ALL and tagged with
+/// the query's position. Parameters: `$1` = upto, then originator and topic of
+/// each query.
+pub fn edge_events_sql(queries: &[EdgeQuery<'_>]) -> String {
+    let mut sql = String::with_capacity(260 * queries.len());
+    for (i, q) in queries.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        sql.push_str(&format!(
+            "SELECT {i} AS q, id, originator_id, originator_version, topic, state FROM \
+             (SELECT id, originator_id, originator_version, topic, state FROM {t} \
+             WHERE originator_id = ${o} AND topic = ${p} AND id <= $1 \
+             ORDER BY originator_version {dir} LIMIT 1) AS e{i}",
+            t = schema::EVENTS_TABLE,
+            o = 2 + 2 * i,
+            p = 3 + 2 * i,
+            dir = if q.last { "DESC" } else { "ASC" },
+        ));
+    }
+    sql
+}
+
+/// The statement of [`Tx::events_of`] for `topics` topics. Parameters: `$1` =
+/// originator, `$2` = upto, then the topics.
+pub fn events_of_sql(topics: usize) -> String {
+    let list: Vec<String> = (0..topics).map(|i| format!("${}", 3 + i)).collect();
+    format!(
+        "SELECT id, originator_id, originator_version, topic, state FROM {} \
+         WHERE originator_id = $1 AND id <= $2 AND topic IN ({}) ORDER BY originator_version",
+        schema::EVENTS_TABLE,
+        list.join(", ")
+    )
+}
+
 /// One open transaction. SQL text uses `$1, $2, ...` placeholders on both
 /// backends.
 pub trait Tx {
@@ -130,6 +203,26 @@ pub trait Tx {
 
     /// An aggregate's events in version order, with their notification ids.
     fn load_events(&mut self, originator_id: Uuid) -> Result<Vec<Notification>>;
+
+    /// For each query, the first or last event (by originator_version) of
+    /// its aggregate with its topic and a notification id `<= upto`; `None`
+    /// where there is none. One statement per
+    /// [`EDGE_QUERIES_PER_STATEMENT`] queries, each an index range scan of
+    /// one aggregate (no event is transferred but the answers).
+    fn edge_events(
+        &mut self,
+        queries: &[EdgeQuery<'_>],
+        upto: i64,
+    ) -> Result<Vec<Option<Notification>>>;
+
+    /// The aggregate's events with one of `topics` and a notification id
+    /// `<= upto`, in version order.
+    fn events_of(
+        &mut self,
+        originator_id: Uuid,
+        topics: &[&str],
+        upto: i64,
+    ) -> Result<Vec<Notification>>;
 
     /// Appends events, returning their notification ids. A taken
     /// (originator_id, originator_version) gives [`Error::Conflict`].
@@ -147,6 +240,23 @@ pub trait Tx {
         upto: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Notification>>;
+
+    /// [`notifications`](Tx::notifications), lent one at a time to `f`
+    /// without copying them (where the backend can). Returns how many there
+    /// were and the id of the last one.
+    fn scan_notifications(
+        &mut self,
+        after: i64,
+        upto: Option<i64>,
+        limit: usize,
+        f: &mut dyn FnMut(&NotificationRef<'_>),
+    ) -> Result<(usize, Option<i64>)> {
+        let batch = self.notifications(after, upto, limit)?;
+        for n in &batch {
+            f(&n.as_ref());
+        }
+        Ok((batch.len(), batch.last().map(|n| n.id)))
+    }
 
     /// The highest notification id, 0 for an empty log.
     fn max_notification_id(&mut self) -> Result<i64>;
@@ -256,7 +366,13 @@ pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
 /// Forgets the shared store of `url` (its pool closes when the last user
 /// drops it). The memory database is kept for the life of the process.
 pub fn close(url: &str) {
-    if matches!(DbUrl::parse(url), Ok(DbUrl::Sqlite { location: url::SqliteLocation::Memory, .. })) {
+    if matches!(
+        DbUrl::parse(url),
+        Ok(DbUrl::Sqlite {
+            location: url::SqliteLocation::Memory,
+            ..
+        })
+    ) {
         return; // the process's one memory database stays
     }
     registry()

@@ -305,7 +305,11 @@ impl Tx for SqliteTx<'_> {
         let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(2 + topics.len());
         params.push(originator_id.as_bytes().to_vec().into());
         params.push(upto.into());
-        params.extend(topics.iter().map(|t| rusqlite::types::Value::from(t.to_string())));
+        params.extend(
+            topics
+                .iter()
+                .map(|t| rusqlite::types::Value::from(t.to_string())),
+        );
         let rows = stmt
             .query_map(params_from_iter(params), |r| {
                 Ok(Notification {

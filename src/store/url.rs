@@ -198,7 +198,11 @@ fn parse_sqlite(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
     })
 }
 
-fn parse_postgres(userinfo: Option<&str>, rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
+fn parse_postgres(
+    userinfo: Option<&str>,
+    rest: &str,
+    params: &[(String, String)],
+) -> Result<DbUrl> {
     let (hostport, dbname) = match rest.split_once('/') {
         Some((a, d)) => (a, d),
         None => (rest, ""),
