@@ -75,12 +75,27 @@ pub fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// Python's `int(text)` for base 10: surrounding whitespace, one optional
-/// sign, ASCII digits with single underscores between them, at most 4300
-/// digits (Python's default limit). Returns the sign and the digits.
-/// (Python also accepts non-ASCII decimal digits; they are refused here.)
+/// The first code point ("zero") of each run of ten Unicode decimal digits
+/// (general category Nd) that Python 3.11's `int()` accepts (Unicode 14.0).
+const DECIMAL_ZEROS: [u32; 66] = [
+    0x30, 0x660, 0x6f0, 0x7c0, 0x966, 0x9e6, 0xa66, 0xae6, 0xb66, 0xbe6, 0xc66, 0xce6, 0xd66, 0xde6, 0xe50, 0xed0, 0xf20, 0x1040, 0x1090, 0x17e0, 0x1810, 0x1946, 0x19d0, 0x1a80, 0x1a90, 0x1b50, 0x1bb0, 0x1c40, 0x1c50, 0xa620, 0xa8d0, 0xa900, 0xa9d0, 0xa9f0, 0xaa50, 0xabf0, 0xff10, 0x104a0, 0x10d30, 0x11066, 0x110f0, 0x11136, 0x111d0, 0x112f0, 0x11450, 0x114d0, 0x11650, 0x116c0, 0x11730, 0x118e0, 0x11950, 0x11c50, 0x11d50, 0x11da0, 0x16a60, 0x16ac0, 0x16b50, 0x1d7ce, 0x1d7d8, 0x1d7e2, 0x1d7ec, 0x1d7f6, 0x1e140, 0x1e2f0, 0x1e950, 0x1fbf0
+];
+
+/// The value of a Unicode decimal digit, as `unicodedata.decimal`.
+fn decimal_digit(c: char) -> Option<u32> {
+    let cp = c as u32;
+    let i = DECIMAL_ZEROS.partition_point(|z| *z <= cp);
+    let zero = *DECIMAL_ZEROS.get(i.checked_sub(1)?)?;
+    (cp - zero < 10).then_some(cp - zero)
+}
+
+/// Python's `int(text)` for base 10: surrounding whitespace (not the
+/// separators \x1c-\x1f that `str.strip()` also removes), one optional sign,
+/// decimal digits of any script with single underscores between them, at
+/// most 4300 digits (Python's default limit). Returns the sign and the ASCII
+/// digits.
 pub fn python_int(text: &str) -> Option<(bool, String)> {
-    let t = text.trim_matches(is_python_space);
+    let t = text.trim_matches(char::is_whitespace);
     let (negative, body) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
         Some(b'+') => (false, &t[1..]),
@@ -90,12 +105,12 @@ pub fn python_int(text: &str) -> Option<(bool, String)> {
     let mut prev_digit = false;
     for c in body.chars() {
         match c {
-            '0'..='9' => {
-                digits.push(c);
+            '_' if prev_digit => prev_digit = false,
+            c => {
+                let d = decimal_digit(c)?;
+                digits.push(char::from_digit(d, 10)?);
                 prev_digit = true;
             }
-            '_' if prev_digit => prev_digit = false,
-            _ => return None,
         }
     }
     if digits.is_empty() || !prev_digit || digits.len() > 4300 {
@@ -141,6 +156,12 @@ mod tests {
             assert_eq!(python_int(bad), None, "{bad:?}");
         }
         assert_eq!(python_int(&"9".repeat(4301)), None);
+        assert_eq!(python_int("\u{664}\u{663}"), Some((false, "43".into())));
+        assert_eq!(python_int("+\u{ff14}_\u{ff13}"), Some((false, "43".into())));
+        assert_eq!(python_int("\u{1d7ce}\u{1d7d9}"), Some((false, "01".into())));
+        assert_eq!(python_int("\u{1c}43"), None);
+        assert_eq!(python_int("43\u{1f}"), None);
+        assert_eq!(python_int("\u{a0}43\u{3000}"), Some((false, "43".into())));
     }
 
     #[test]

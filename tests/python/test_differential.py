@@ -726,6 +726,7 @@ def reference_progress(task_progress):
 
 # Progress texts the random workload cannot use: where biomero_rs's
 # python_int (src/projections/lookup.rs) differs from CPython's int().
+# Once differences from CPython's int(); now they must agree.
 INT_DIVERGENCES = [
     "\u0664\u0663%",  # Arabic-Indic digits: int() gives 43 -> "67.2%"; biomero_rs "50%"
     "\uff14\uff13%",  # fullwidth digits, likewise
@@ -737,9 +738,8 @@ INT_DIVERGENCES = [
 
 
 @pytest.mark.parametrize("progress", ["43%", "\xa043%", "43\u2003%", "\x85 43%", "43\u3000", " \t\n\r\x0b\x0c43%",
-                                      "\u200b43%", "-0%", "00%", "1" + "0" * 30 + "%", "1_0_0%", "43.5%"] + [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="python_int differs from CPython int() (reported)"))
-    for p in INT_DIVERGENCES])
+                                      "\u200b43%", "-0%", "00%", "1" + "0" * 30 + "%", "1_0_0%", "43.5%"]
+                         + INT_DIVERGENCES)
 def test_progress_interpolation_follows_pythons_int(sqlite_db, progress):
     t = biomero_rs.WorkflowTracker(sqlite_db.url)
     wf = t.initiate_workflow("wf", "d", 1, 2)
