@@ -1,0 +1,46 @@
+"""The benchmark command still runs: ``bench/compare.py --quick --backend
+sqlite`` (biomero_rs against the reference biomero 2.8.3 and the raw SQLite
+limit) exits 0 and prints its tables."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPARE = ROOT / "bench" / "compare.py"
+
+
+@pytest.mark.timeout(60)
+def test_compare_quick_sqlite_runs(tmp_path):
+    env = dict(os.environ)
+    env.pop("SQLALCHEMY_URL", None)
+    env["TMPDIR"] = str(tmp_path)  # its databases go under pytest's tmp dir
+    proc = subprocess.run(
+        [sys.executable, str(COMPARE), "--quick", "--backend", "sqlite"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=57,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = proc.stdout
+    for header in (
+        "== Commands",
+        "| backend | contender",
+        "cmd/s",
+        "p50 ms",
+        "p99 ms",
+        "ratio vs reference",
+        "% of raw",
+        "== repository.get of a task with 1,000 events ==",
+        "median ms",
+        "== Targets ==",
+    ):
+        assert header in out, f"missing {header!r} in:\n{out}"
+    for contender in ("raw WAL+FULL", "raw WAL+NORMAL", "raw DELETE+FULL",
+                      "biomero_rs normal", "reference"):
+        assert contender in out, f"missing row {contender!r} in:\n{out}"
+    assert "identical" in out, out  # both sides wrote the same events and view rows
