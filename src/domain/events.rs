@@ -460,7 +460,13 @@ mod tests {
             let state = format!(
                 r#"{{"timestamp":{{"_type_":"datetime_iso","_data_":"2026-01-02T03:04:05+00:00"}},"status":"x","class_version":{v}}}"#
             );
-            let r = Event::decode(Uuid::nil(), 1, EventType::StatusUpdated.topic(), state.as_bytes(), Upcasters::standard());
+            let r = Event::decode(
+                Uuid::nil(),
+                1,
+                EventType::StatusUpdated.topic(),
+                state.as_bytes(),
+                Upcasters::standard(),
+            );
             assert!(matches!(r, Err(Error::Decode(_))), "{v}: {r:?}");
         }
     }
