@@ -833,7 +833,7 @@ impl Ctx<'_> {
                 continue;
             }
             if let Some(Some((at, p))) = &facts.progress {
-                if *at > *added_at && best.as_ref().map_or(true, |(b, _)| at > b) {
+                if *at > *added_at && best.as_ref().is_none_or(|(b, _)| at > b) {
                     best = Some((*at, p.clone()));
                 }
             }
