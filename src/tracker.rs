@@ -5,19 +5,44 @@
 use crate::domain::aggregates::create_event;
 use crate::domain::{Aggregate, Event, Payload, Upcasters, Value};
 use crate::error::{Error, Result};
+use crate::projections::cache::Cache;
 use crate::projections::{self, View};
 use crate::store::{self, Backend, EventStore, Notification, StoredEvent, Tx};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use uuid::Uuid;
 
 /// How often a command reloads and retries after losing a version race.
 pub const MAX_RETRIES: u32 = 10;
 
+/// How many aggregates a tracker keeps in memory between commands.
+pub const AGGREGATE_CACHE: usize = 1024;
+
 pub struct Tracker {
     store: Arc<dyn EventStore>,
     views: Vec<View>,
     upcasters: &'static Upcasters,
+    /// Aggregates as of their latest committed event. A command on a cached
+    /// aggregate decides without reading its history; if another writer has
+    /// appended to it meanwhile, the command's event takes a version that is
+    /// already stored, the append fails with a conflict, and the retry
+    /// reads the aggregate from the store (the optimistic concurrency of
+    /// eventsourcing's aggregate cache).
+    aggregates: Mutex<HashMap<Uuid, Aggregate>>,
+    /// The projectors' facts as of the last notification this tracker
+    /// projected (see [`projections::project`] for how they are checked
+    /// against the log before use).
+    facts: Mutex<Option<Cache>>,
+    /// The highest notification id this tracker has committed: a lower one
+    /// from a later append means the log was replaced (a database dropped
+    /// and created again), and the caches are dropped.
+    high_water: AtomicI64,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The largest value a 32-bit view column (user, group) holds.
@@ -58,6 +83,9 @@ impl Tracker {
             store,
             views,
             upcasters: Upcasters::standard(),
+            aggregates: Mutex::new(HashMap::new()),
+            facts: Mutex::new(None),
+            high_water: AtomicI64::new(0),
         };
         if !tracker.views.is_empty() {
             crate::migrations::ensure_view_tables_in(tracker.store.as_ref())?;
@@ -83,6 +111,11 @@ impl Tracker {
     /// Runs one command: `decide` reads what it needs in the transaction and
     /// returns the new events; they are appended and projected in the same
     /// transaction. A lost version race reloads and retries.
+    ///
+    /// The transaction holds the log's lock from the start (SQLite's BEGIN
+    /// IMMEDIATE; on Postgres the reference's table lock, taken with BEGIN
+    /// in one round trip), so what `decide` reads cannot change before the
+    /// append, except through writers that do not lock (retried).
     fn run(
         &self,
         what: &str,
@@ -90,20 +123,12 @@ impl Tracker {
     ) -> Result<Vec<Event>> {
         let mut attempt = 0;
         loop {
-            // The first attempt reads the aggregate before queueing for the
-            // log's lock, so that uncontended writers load in parallel. After
-            // a lost race, the retry queues behind every other writer before
-            // it reads (SQLite's BEGIN IMMEDIATE always does): under the lock
-            // the load sees every commit before it, so the retry cannot lose
-            // to a writer that takes the lock too. Without this, each retry
-            // on a busy Postgres aggregate lost again to a writer queued ahead
-            // and ran out of retries (ConcurrencyError).
-            let lock_first = attempt > 0;
-            let result = store::write_tx(self.store.as_ref(), |tx| {
-                if lock_first {
-                    tx.lock_log()?;
-                }
+            let mut facts = locked(&self.facts).take();
+            let mut replaced = false;
+            let mut touched: Vec<Uuid> = Vec::new();
+            let result = store::write_locked_tx(self.store.as_ref(), |tx| {
                 let events = decide(tx)?;
+                touched = events.iter().map(|e| e.originator_id).collect();
                 let stored: Vec<StoredEvent> = events
                     .iter()
                     .map(|e| StoredEvent {
@@ -113,13 +138,43 @@ impl Tracker {
                         state: e.encode_state(self.upcasters),
                     })
                     .collect();
-                let ids = tx.append(&stored)?;
-                let new: Vec<(i64, &Event)> = ids.into_iter().zip(events.iter()).collect();
-                projections::project(tx, &self.views, &new)?;
-                Ok(events.clone())
+                let (ids, positions) = projections::append_and_positions(tx, &self.views, &stored)?;
+                if ids
+                    .first()
+                    .is_some_and(|id| *id <= self.high_water.load(Ordering::Relaxed))
+                {
+                    replaced = true;
+                    let e = &events[0];
+                    return Err(Error::Conflict {
+                        id: e.originator_id,
+                        version: e.originator_version,
+                    });
+                }
+                let new: Vec<(i64, &Event)> = ids.iter().copied().zip(events.iter()).collect();
+                projections::project(tx, &self.views, &new, positions, &mut facts)?;
+                Ok((events.clone(), ids.last().copied()))
             });
             match result {
+                Ok((events, last)) => {
+                    if let Some(last) = last {
+                        self.high_water.fetch_max(last, Ordering::Relaxed);
+                    }
+                    *locked(&self.facts) = facts;
+                    self.remember(&events);
+                    return Ok(events);
+                }
                 Err(Error::Conflict { id, version }) => {
+                    if replaced {
+                        log::info!("{what}: the event log was replaced; dropping cached state");
+                        locked(&self.aggregates).clear();
+                        self.high_water.store(0, Ordering::Relaxed);
+                    } else {
+                        // Any of the command's aggregates may be the outdated one.
+                        let mut cache = locked(&self.aggregates);
+                        for t in &touched {
+                            cache.remove(t);
+                        }
+                    }
                     attempt += 1;
                     if attempt > MAX_RETRIES {
                         return Err(Error::Concurrency(format!(
@@ -128,43 +183,86 @@ impl Tracker {
                         )));
                     }
                     log::debug!("{what}: version conflict on {id}, retry {attempt}/{MAX_RETRIES}");
-                    // The first retry queues on the lock at once; later ones
-                    // (conflicts with writers that do not lock) back off.
+                    // The first retry at once (a stale cached aggregate, or a
+                    // writer that does not lock); later ones back off.
                     if attempt > 1 {
                         let backoff = Duration::from_millis((5u64 << attempt.min(7)).min(500));
                         let jitter = Duration::from_millis(rand::random::<u64>() % 10);
                         std::thread::sleep(backoff + jitter);
                     }
                 }
-                other => return other,
+                Err(other) => return Err(other),
             }
         }
     }
 
-    /// Loads an aggregate in the transaction.
+    /// Folds a command's committed events into the cached aggregates.
+    fn remember(&self, events: &[Event]) {
+        let mut cache = locked(&self.aggregates);
+        for e in events {
+            let id = e.originator_id;
+            if e.originator_version == 0 {
+                if cache.len() >= AGGREGATE_CACHE {
+                    cache.clear();
+                }
+                match Aggregate::replay([e.clone()]) {
+                    Ok(Some(agg)) => {
+                        cache.insert(id, agg);
+                    }
+                    _ => {
+                        cache.remove(&id);
+                    }
+                }
+                continue;
+            }
+            let applied = match cache.get_mut(&id) {
+                Some(agg) if agg.version() + 1 == e.originator_version => agg.apply(e).is_ok(),
+                _ => false,
+            };
+            if !applied {
+                cache.remove(&id);
+            }
+        }
+    }
+
+    /// The aggregate's current state: the cached one, else read from the
+    /// store (and cached).
+    fn current(&self, tx: &mut dyn Tx, id: Uuid) -> Result<Aggregate> {
+        if let Some(agg) = locked(&self.aggregates).get(&id) {
+            return Ok(agg.clone());
+        }
+        let agg = self.load(tx, id)?;
+        let mut cache = locked(&self.aggregates);
+        if cache.len() >= AGGREGATE_CACHE {
+            cache.clear();
+        }
+        cache.insert(id, agg.clone());
+        Ok(agg)
+    }
+
+    /// Loads an aggregate in the transaction: each stored event is decoded
+    /// from the row as it comes and folded in.
     fn load(&self, tx: &mut dyn Tx, id: Uuid) -> Result<Aggregate> {
-        let stored = tx.load_events(id)?;
-        let events = stored
-            .into_iter()
-            .filter_map(|n| {
-                let e = n.event;
-                Event::decode(
-                    e.originator_id,
-                    e.originator_version,
-                    &e.topic,
-                    &e.state,
-                    self.upcasters,
-                )
-                .transpose()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Aggregate::replay(events)?.ok_or(Error::NotFound(id))
+        let mut agg: Option<Aggregate> = None;
+        tx.scan_events(id, &mut |n| {
+            if let Some(e) = Event::decode(
+                n.originator_id,
+                n.originator_version,
+                n.topic,
+                n.state,
+                self.upcasters,
+            )? {
+                Aggregate::fold(&mut agg, &e)?;
+            }
+            Ok(())
+        })?;
+        agg.ok_or(Error::NotFound(id))
     }
 
     /// Appends one event to an existing aggregate.
     fn update(&self, what: &str, id: Uuid, payload: Payload) -> Result<()> {
         self.run(what, |tx| {
-            let agg = self.load(tx, id)?;
+            let agg = self.current(tx, id)?;
             Ok(vec![agg.trigger(payload.clone())?])
         })?;
         Ok(())
@@ -222,7 +320,7 @@ impl Tracker {
         });
         let task_id = created.originator_id;
         self.run("add_task_to_workflow", |tx| {
-            let workflow = self.load(tx, workflow_id)?;
+            let workflow = self.current(tx, workflow_id)?;
             if !matches!(workflow, Aggregate::WorkflowRun(_)) {
                 return Err(Error::value(format!(
                     "workflow_id: {workflow_id} is a Task, not a WorkflowRun"

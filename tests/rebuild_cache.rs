@@ -389,16 +389,20 @@ impl LogGen {
     }
 }
 
-/// Appends `cmds` to `store`, projecting the live ones with `views`.
+/// Appends `cmds` to `store`, projecting the live ones with `views`. Three
+/// writers take turns, each carrying its projection cache from one command
+/// to its next (so each sees the others' events as a gap to observe).
 fn play(s: &dyn EventStore, cmds: &[Cmd], views: &[View]) {
-    for cmd in cmds {
+    let mut carried: [Option<projections::cache::Cache>; 3] = [None, None, None];
+    for (i, cmd) in cmds.iter().enumerate() {
+        let mut cache = carried[i % 3].take();
         store::write_tx(s, |tx| {
             match cmd {
                 Cmd::Live(events) => {
                     let raw: Vec<StoredEvent> = events.iter().map(stored).collect();
-                    let ids = tx.append(&raw)?;
+                    let (ids, positions) = projections::append_and_positions(tx, views, &raw)?;
                     let new: Vec<(i64, &Event)> = ids.into_iter().zip(events.iter()).collect();
-                    projections::project(tx, views, &new)?;
+                    projections::project(tx, views, &new, positions, &mut cache)?;
                 }
                 Cmd::Bare(raw) => {
                     tx.append(raw)?;
@@ -407,6 +411,7 @@ fn play(s: &dyn EventStore, cmds: &[Cmd], views: &[View]) {
             Ok(())
         })
         .expect("command");
+        carried[i % 3] = cache;
     }
 }
 

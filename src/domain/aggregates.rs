@@ -51,12 +51,18 @@ impl Aggregate {
     pub fn replay<I: IntoIterator<Item = Event>>(events: I) -> Result<Option<Aggregate>> {
         let mut agg: Option<Aggregate> = None;
         for e in events {
-            match agg.as_mut() {
-                None => agg = Some(Aggregate::create(&e)?),
-                Some(a) => a.apply(&e)?,
-            }
+            Aggregate::fold(&mut agg, &e)?;
         }
         Ok(agg)
+    }
+
+    /// Folds the next event into `agg` (creating it from the first).
+    pub fn fold(agg: &mut Option<Aggregate>, e: &Event) -> Result<()> {
+        match agg.as_mut() {
+            None => *agg = Some(Aggregate::create(e)?),
+            Some(a) => a.apply(e)?,
+        }
+        Ok(())
     }
 
     fn create(e: &Event) -> Result<Aggregate> {

@@ -6,9 +6,8 @@
 //! # Correctness
 //!
 //! A view row must be a function of the event log alone (PROJECTIONS.md,
-//! fix 1), so nothing here outlives the run of events it was built for, and
-//! every fact describes the log prefix up to the event being applied, exactly
-//! as a query `WHERE id <= <that event>` would:
+//! fix 1), so every fact describes the log prefix up to the event being
+//! applied, exactly as a query `WHERE id <= <that event>` would:
 //!
 //! - A [`Cache`] is created for one run of events applied in notification-id
 //!   order without gaps, inside the store's write lock (SQLite's `BEGIN
@@ -30,9 +29,21 @@
 //!   applied; where a writer with views changed a row between two batches
 //!   (catching up from the rebuild's committed position), the rebuild
 //!   overwrites it, as it did when it re-read every row, and the final
-//!   catch-up reapplies every later event. Every other run (a command's
-//!   projection, a catch-up, the Postgres rebuild) is one transaction with
-//!   its own cache.
+//!   catch-up reapplies every later event. A catch-up and the Postgres
+//!   rebuild are one transaction with their own cache.
+//! - A writer's commands carry one [`Mode::Live`] cache (facts only, no
+//!   rows) from each committed command to its next. Its facts describe the
+//!   log up to [`Cache::seen`]; before the next command's events are applied
+//!   (under the log's lock, so the log up to them is final), the events that
+//!   other writers appended after `seen` are read from the log and observed
+//!   (one query; none when nobody else wrote), so the facts are again
+//!   exactly what a lookup `WHERE id <= <event>` returns. A log that does
+//!   not continue the cache's (ids at or below `seen`), more than
+//!   [`CARRY_GAP`](crate::projections::CARRY_GAP) events of others, or a
+//!   transaction that does not commit drops it. View rows are never carried:
+//!   they stay a function of the event log alone, whatever the number of
+//!   writers and processes (PROJECTIONS.md, fix 1); the cache only spares
+//!   the lookups a writer would otherwise repeat for every status update.
 //! - View rows: in [`Mode::Live`] (a command's new events) rows are never
 //!   cached; each change is one targeted statement (`UPDATE ... SET status`,
 //!   or an upsert that keeps the other columns). In [`Mode::Batch`]
@@ -67,11 +78,11 @@ use crate::projections::queries::{
 use crate::projections::{
     decode, job_accounting, job_progress, lookup, workflow_analytics, workflow_progress,
 };
-use crate::store::{EdgeQuery, Notification, Tx};
+use crate::store::{EdgeQuery, NoRow, Notification, Tx};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::rc::Rc;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub use job_progress::JpPatch;
@@ -183,7 +194,7 @@ impl WorkflowInfo {
 #[derive(Debug, Default, Clone)]
 struct TaskFacts {
     /// Its first decodable TaskCreated.
-    created: Option<Option<Rc<TaskInfo>>>,
+    created: Option<Option<Arc<TaskInfo>>>,
     /// The job id of its latest decodable JobIdAdded.
     job: Option<Option<Value>>,
     /// Its latest decodable ProgressUpdated: notification id and value.
@@ -203,7 +214,7 @@ impl TaskFacts {
         match &e.payload {
             Payload::TaskCreated { .. } => {
                 if let Some(slot @ None) = &mut self.created {
-                    *slot = TaskInfo::from_event(at, e).map(Rc::new);
+                    *slot = TaskInfo::from_event(at, e).map(Arc::new);
                 }
             }
             Payload::JobIdAdded { job_id } => self.job = Some(Some(job_id.clone())),
@@ -405,12 +416,14 @@ pub struct Cache {
     capacity: usize,
     evicted: Option<Bloom>,
     tasks: Gen<Uuid, TaskFacts>,
-    workflows: Gen<Uuid, Option<Rc<WorkflowInfo>>>,
+    workflows: Gen<Uuid, Option<Arc<WorkflowInfo>>>,
     ja: FastMap<i32, JobViewRow>,
     jp: Gen<i32, Slot<JobProgressRow>>,
     wfp: Gen<Uuid, Slot<WorkflowProgressRow>>,
     wfa: Gen<Uuid, Slot<TaskExecutionRow>>,
     interpolated: FastMap<String, Option<String>>,
+    /// The last notification id observed (or the start).
+    seen: i64,
     /// Statements run for lookups (for tests and measurements).
     pub lookups: u64,
 }
@@ -432,8 +445,20 @@ impl Cache {
             wfp: Gen::new(),
             wfa: Gen::new(),
             interpolated: FastMap::default(),
+            seen: start,
             lookups: 0,
         }
+    }
+
+    /// The last notification id this cache describes the log up to.
+    pub fn seen(&self) -> i64 {
+        self.seen
+    }
+
+    /// Records that every event up to `id` has been observed (the ones not
+    /// observed change no fact).
+    pub fn observed_up_to(&mut self, id: i64) {
+        self.seen = self.seen.max(id);
     }
 
     /// A cache for a rebuild: from notification 0, into emptied view tables.
@@ -484,23 +509,24 @@ impl Cache {
     /// event of the run, in id order, before any view applies it.
     pub fn observe(&mut self, at: i64, e: &Event) {
         let id = e.originator_id;
+        self.seen = self.seen.max(at);
+        // An aggregate's version-0 event comes before all its others.
+        let new = e.originator_version == 0 || self.aggregate_is_new(id);
         match &e.payload {
             Payload::WorkflowInitiated { .. } | Payload::TaskAdded { .. } => {
-                let new = self.aggregate_is_new(id);
                 let entry = match self.workflows.get_mut(&id) {
                     Some(entry) => entry,
                     None => self
                         .workflows
-                        .insert(id, new.then(|| Rc::new(WorkflowInfo::empty(id)))),
+                        .insert(id, new.then(|| Arc::new(WorkflowInfo::empty(id)))),
                 };
                 if let Some(wf) = entry {
-                    Rc::make_mut(wf).observe(at, e);
+                    Arc::make_mut(wf).observe(at, e);
                 }
             }
             Payload::TaskCreated { .. }
             | Payload::JobIdAdded { .. }
             | Payload::ProgressUpdated { .. } => {
-                let new = self.aggregate_is_new(id);
                 let facts = match self.tasks.get_mut(&id) {
                     Some(f) => f,
                     None => self.tasks.insert(
@@ -675,7 +701,7 @@ impl Ctx<'_> {
             match ty {
                 EventType::TaskCreated => {
                     facts.created =
-                        Some(event.and_then(|(at, e)| TaskInfo::from_event(at, &e).map(Rc::new)))
+                        Some(event.and_then(|(at, e)| TaskInfo::from_event(at, &e).map(Arc::new)))
                 }
                 EventType::JobIdAdded => {
                     facts.job = Some(event.and_then(|(_, e)| match e.payload {
@@ -700,7 +726,7 @@ impl Ctx<'_> {
     }
 
     /// The task's TaskCreated, if stored so far.
-    pub fn task(&mut self, task: Uuid) -> Result<Option<Rc<TaskInfo>>> {
+    pub fn task(&mut self, task: Uuid) -> Result<Option<Arc<TaskInfo>>> {
         let need = Need {
             created: true,
             ..Need::default()
@@ -730,7 +756,7 @@ impl Ctx<'_> {
     }
 
     /// The workflow's owner and task list, if it is initiated so far.
-    pub fn workflow(&mut self, wf: Uuid) -> Result<Option<Rc<WorkflowInfo>>> {
+    pub fn workflow(&mut self, wf: Uuid) -> Result<Option<Arc<WorkflowInfo>>> {
         let known = match self.cache.workflows.get_mut(&wf) {
             Some(Some(info)) => Some(info.clone()),
             _ => None,
@@ -738,7 +764,7 @@ impl Ctx<'_> {
         let info = match known {
             Some(info) => info,
             None if self.cache.aggregate_is_new(wf) => {
-                let info = Rc::new(WorkflowInfo::empty(wf));
+                let info = Arc::new(WorkflowInfo::empty(wf));
                 self.cache.workflows.insert(wf, Some(info.clone()));
                 info
             }
@@ -758,7 +784,7 @@ impl Ctx<'_> {
                         info.observe(n.id, &e);
                     }
                 }
-                let info = Rc::new(info);
+                let info = Arc::new(info);
                 self.cache.workflows.insert(wf, Some(info.clone()));
                 info
             }
@@ -769,7 +795,7 @@ impl Ctx<'_> {
     /// The workflow a task belongs to: the one its TaskCreated names, once
     /// that workflow is initiated and its TaskAdded names the task. `None`
     /// while either is missing.
-    pub fn task_workflow(&mut self, task: &TaskInfo) -> Result<Option<Rc<WorkflowInfo>>> {
+    pub fn task_workflow(&mut self, task: &TaskInfo) -> Result<Option<Arc<WorkflowInfo>>> {
         let Some(wf) = self.workflow(task.workflow_id)? else {
             return Ok(None);
         };
@@ -782,7 +808,7 @@ impl Ctx<'_> {
         &mut self,
         wf: &WorkflowInfo,
         need: Need,
-    ) -> Result<Vec<(Rc<TaskInfo>, i64)>> {
+    ) -> Result<Vec<(Arc<TaskInfo>, i64)>> {
         let ids: Vec<Uuid> = wf.tasks.iter().map(|(t, _)| *t).collect();
         self.ensure_tasks(
             &ids,
@@ -863,7 +889,7 @@ impl Ctx<'_> {
     /// biomero_job_view: upserts a row.
     pub fn put_job(&mut self, row: JobViewRow) -> Result<()> {
         match self.cache.mode {
-            Mode::Live => job_accounting::write(self.tx, &row),
+            Mode::Live => job_accounting::queue_write(self.tx, &row),
             Mode::Batch => {
                 self.cache.ja.insert(row.slurm_job_id as i32, row);
                 Ok(())
@@ -901,7 +927,7 @@ impl Ctx<'_> {
     /// biomero_workflow_progress_view: writes a whole row.
     pub fn put_workflow(&mut self, row: WorkflowProgressRow) -> Result<()> {
         match self.cache.mode {
-            Mode::Live => workflow_progress::write(self.tx, &row),
+            Mode::Live => workflow_progress::queue_write(self.tx, &row),
             Mode::Batch => {
                 let wf = row.workflow_id;
                 let slot = self.wfp_slot(wf, false)?;
@@ -912,16 +938,26 @@ impl Ctx<'_> {
         }
     }
 
-    /// biomero_workflow_progress_view: changes an existing row; `false`
-    /// when the workflow has no row.
-    pub fn patch_workflow(&mut self, wf: Uuid, patch: WfpPatch) -> Result<bool> {
+    /// biomero_workflow_progress_view: changes an existing row; `no_row`
+    /// is logged when the workflow has no row.
+    pub fn patch_workflow(
+        &mut self,
+        wf: Uuid,
+        patch: WfpPatch,
+        no_row: Option<NoRow>,
+    ) -> Result<()> {
         match self.cache.mode {
-            Mode::Live => patch.execute(self.tx, wf),
+            Mode::Live => patch.execute(self.tx, wf, no_row),
             Mode::Batch => {
                 let slot = self.wfp_slot(wf, true)?;
                 let changed = patch.apply(&mut slot.row);
                 slot.dirty |= changed;
-                Ok(changed)
+                if !changed {
+                    if let Some(note) = no_row {
+                        note.log();
+                    }
+                }
+                Ok(())
             }
         }
     }
@@ -944,7 +980,7 @@ impl Ctx<'_> {
     /// biomero_task_execution: writes a whole row.
     pub fn put_task(&mut self, row: TaskExecutionRow) -> Result<()> {
         match self.cache.mode {
-            Mode::Live => workflow_analytics::write(self.tx, &row),
+            Mode::Live => workflow_analytics::queue_write(self.tx, &row),
             Mode::Batch => {
                 let task = row.task_id;
                 let slot = self.wfa_slot(task, false)?;
@@ -955,16 +991,21 @@ impl Ctx<'_> {
         }
     }
 
-    /// biomero_task_execution: changes (or deletes) an existing row; `false`
-    /// when the task has no row.
-    pub fn patch_task(&mut self, task: Uuid, patch: WfaPatch) -> Result<bool> {
+    /// biomero_task_execution: changes (or deletes) an existing row;
+    /// `no_row` is logged when the task has no row.
+    pub fn patch_task(&mut self, task: Uuid, patch: WfaPatch, no_row: Option<NoRow>) -> Result<()> {
         match self.cache.mode {
-            Mode::Live => patch.execute(self.tx, task),
+            Mode::Live => patch.execute(self.tx, task, no_row),
             Mode::Batch => {
                 let slot = self.wfa_slot(task, true)?;
                 let changed = patch.apply(&mut slot.row);
                 slot.dirty |= changed;
-                Ok(changed)
+                if !changed {
+                    if let Some(note) = no_row {
+                        note.log();
+                    }
+                }
+                Ok(())
             }
         }
     }

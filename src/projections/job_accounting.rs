@@ -65,21 +65,33 @@ fn describe(v: std::result::Result<Option<i32>, String>) -> String {
     }
 }
 
-/// Upserts a row.
-pub(crate) fn write(tx: &mut dyn Tx, row: &JobViewRow) -> Result<()> {
+/// The upsert of a whole row: SQL and parameters.
+fn upsert(row: &JobViewRow) -> (&'static str, Vec<Sql>) {
     static SQL: OnceLock<String> = OnceLock::new();
-    tx.execute(
+    (
         SQL.get_or_init(|| format!(
             "INSERT INTO {TABLE} (slurm_job_id, \"user\", \"group\", task_id) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (slurm_job_id) DO UPDATE SET \"user\" = excluded.\"user\", \
              \"group\" = excluded.\"group\", task_id = excluded.task_id"
         )),
-        &[
+        vec![
             Sql::Int(row.slurm_job_id),
             Sql::Int(row.user),
             Sql::Int(row.group),
             row.task_id.map_or(Sql::Null, Sql::Uuid),
         ],
-    )?;
+    )
+}
+
+/// Upserts a row.
+pub(crate) fn write(tx: &mut dyn Tx, row: &JobViewRow) -> Result<()> {
+    let (sql, params) = upsert(row);
+    tx.execute(sql, &params)?;
     Ok(())
+}
+
+/// [`write`], queued with the transaction's other view writes.
+pub(crate) fn queue_write(tx: &mut dyn Tx, row: &JobViewRow) -> Result<()> {
+    let (sql, params) = upsert(row);
+    tx.queue(TABLE, sql, params, None)
 }

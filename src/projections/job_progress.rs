@@ -37,7 +37,7 @@ impl JpPatch {
         }
     }
 
-    /// The same change as one statement.
+    /// The same change as one (queued) statement.
     pub(crate) fn execute(&self, tx: &mut dyn Tx, job: i32) -> Result<()> {
         let (sql, status, progress) = match self {
             JpPatch::Status(s) => (
@@ -51,13 +51,14 @@ impl JpPatch {
                 p.clone().into(),
             ),
         };
-        tx.execute(
+        tx.queue(
+            TABLE,
             &format!(
                 "INSERT INTO {TABLE} (slurm_job_id, status, progress) VALUES ($1, $2, $3) {sql}"
             ),
-            &[Sql::Int(job.into()), status, progress],
-        )?;
-        Ok(())
+            vec![Sql::Int(job.into()), status, progress],
+            None,
+        )
     }
 }
 

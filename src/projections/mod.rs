@@ -19,7 +19,7 @@ pub mod workflow_progress;
 use crate::domain::{Event, EventType, Payload, Upcasters};
 use crate::error::{Error, Result};
 use crate::store::schema::APPLICATION_NAME;
-use crate::store::{Backend, Kind, Notification, NotificationRef, Sql, Tx};
+use crate::store::{Kind, Notification, NotificationRef, Sql, StoredEvent, Tx};
 use cache::{Cache, Ctx, Mode, Need};
 
 /// How many stored events a catch-up reads (and applies before writing its
@@ -130,11 +130,9 @@ pub fn position(tx: &mut dyn Tx, view: View) -> Result<i64> {
     Ok(positions(tx, &[view])?[0])
 }
 
-/// The positions of `views`, in one statement.
-pub fn positions(tx: &mut dyn Tx, views: &[View]) -> Result<Vec<i64>> {
-    if views.is_empty() {
-        return Ok(Vec::new());
-    }
+/// The select list that reads the positions of `views` (`$1` = the
+/// application name).
+fn positions_exprs(views: &[View]) -> String {
     let cols: Vec<String> = views
         .iter()
         .map(|v| {
@@ -144,15 +142,48 @@ pub fn positions(tx: &mut dyn Tx, views: &[View]) -> Result<Vec<i64>> {
             )
         })
         .collect();
+    cols.join(", ")
+}
+
+fn positions_of(row: &[Sql], n: usize) -> Vec<i64> {
+    (0..n)
+        .map(|i| row.get(i).and_then(Sql::as_i64).unwrap_or(0))
+        .collect()
+}
+
+/// The positions of `views`, in one statement.
+pub fn positions(tx: &mut dyn Tx, views: &[View]) -> Result<Vec<i64>> {
+    if views.is_empty() {
+        return Ok(Vec::new());
+    }
     let kinds = vec![Kind::Int; views.len()];
     let rows = tx.query(
-        &format!("SELECT {}", cols.join(", ")),
+        &format!("SELECT {}", positions_exprs(views)),
         &[Sql::Text(APPLICATION_NAME.into())],
         &kinds,
     )?;
-    Ok((0..views.len())
-        .map(|i| rows.first().and_then(|r| r[i].as_i64()).unwrap_or(0))
-        .collect())
+    Ok(positions_of(rows.first().map_or(&[], |r| r), views.len()))
+}
+
+/// Appends a command's events and reads the positions of `views` (in one
+/// round trip where the backend can): the notification ids, and the
+/// positions for [`project`].
+pub fn append_and_positions(
+    tx: &mut dyn Tx,
+    views: &[View],
+    events: &[StoredEvent],
+) -> Result<(Vec<i64>, Vec<i64>)> {
+    if views.is_empty() {
+        return Ok((tx.append(events)?, Vec::new()));
+    }
+    let kinds = vec![Kind::Int; views.len()];
+    let (ids, row) = tx.append_and_select(
+        events,
+        &positions_exprs(views),
+        &[Sql::Text(APPLICATION_NAME.into())],
+        &kinds,
+    )?;
+    Ok((ids, positions_of(&row, views.len())))
 }
 
 fn set_position_sql(view: View) -> String {
@@ -164,30 +195,17 @@ fn set_position_sql(view: View) -> String {
 }
 
 pub fn set_position(tx: &mut dyn Tx, view: View, id: i64) -> Result<()> {
-    tx.execute(
+    tx.queue(
+        view.tracking_table(),
         &set_position_sql(view),
-        &[Sql::Text(APPLICATION_NAME.into()), Sql::Int(id)],
-    )?;
-    Ok(())
+        vec![Sql::Text(APPLICATION_NAME.into()), Sql::Int(id)],
+        None,
+    )
 }
 
-/// Sets every view's position to `id`: one statement on Postgres (the
-/// upserts as data-modifying CTEs), one per view on SQLite (in-process
-/// calls, no round trips).
+/// Sets every view's position to `id` (queued with the view writes: one
+/// statement with them on Postgres).
 pub fn set_positions(tx: &mut dyn Tx, views: &[View], id: i64) -> Result<()> {
-    if tx.backend() == Backend::Postgres && views.len() > 1 {
-        let (last, first) = views.split_last().expect("not empty");
-        let ctes: Vec<String> = first
-            .iter()
-            .enumerate()
-            .map(|(i, v)| format!("p{i} AS ({} RETURNING 1)", set_position_sql(*v)))
-            .collect();
-        tx.execute(
-            &format!("WITH {} {}", ctes.join(", "), set_position_sql(*last)),
-            &[Sql::Text(APPLICATION_NAME.into()), Sql::Int(id)],
-        )?;
-        return Ok(());
-    }
     for v in views {
         set_position(tx, *v, id)?;
     }
@@ -234,59 +252,14 @@ fn ignored(ty: EventType) -> bool {
     )
 }
 
-/// [`decode`] for projection: `None` without decoding for ignored topics;
-/// the states of status and progress updates (most of a log) in their
-/// canonical form through [`decode_update`].
+/// [`decode`] for projection: `None` without decoding for ignored topics
+/// (status and progress updates, most of a log, take the codec's fast path
+/// in [`Event::decode`]).
 pub fn decode_projected(n: &NotificationRef<'_>) -> Option<Event> {
-    for ty in [EventType::StatusUpdated, EventType::ProgressUpdated] {
-        if n.topic == ty.topic() {
-            return decode_update(n, ty).or_else(|| decode_ref(n));
-        }
-    }
     match EventType::from_topic(n.topic) {
         Some(ty) if ignored(ty) => None,
         _ => decode_ref(n),
     }
-}
-
-/// A StatusUpdated or ProgressUpdated state exactly as Python writes it,
-/// `{"timestamp":{"_type_":"datetime_iso","_data_":"<time>"},"<field>":"<text>"}`
-/// with no escapes in either string, read without building the JSON tree.
-/// `None` for any other form (the caller then uses [`decode`], which gives
-/// the same event for this form).
-fn decode_update(n: &NotificationRef<'_>, ty: EventType) -> Option<Event> {
-    const HEAD: &[u8] = b"{\"timestamp\":{\"_type_\":\"datetime_iso\",\"_data_\":\"";
-    if Upcasters::standard().current_version(ty) != 1 {
-        return None;
-    }
-    let field: &[u8] = match ty {
-        EventType::StatusUpdated => b"\"},\"status\":\"",
-        _ => b"\"},\"progress\":\"",
-    };
-    let plain = |b: &[u8]| -> Option<usize> {
-        b.iter()
-            .position(|c| *c == b'"' || *c == b'\\' || *c < 0x20)
-    };
-    let rest = n.state.strip_prefix(HEAD)?;
-    let end = plain(rest)?;
-    let (time, rest) = rest.split_at(end);
-    let rest = rest.strip_prefix(field)?;
-    let end = plain(rest)?;
-    let (text, rest) = rest.split_at(end);
-    if rest != b"\"}" {
-        return None;
-    }
-    let timestamp = crate::domain::events::parse_timestamp(std::str::from_utf8(time).ok()?)?;
-    let text = crate::domain::Value::Str(std::str::from_utf8(text).ok()?.to_owned());
-    Some(Event {
-        originator_id: n.originator_id,
-        originator_version: n.originator_version,
-        timestamp,
-        payload: match ty {
-            EventType::StatusUpdated => Payload::StatusUpdated { status: text },
-            _ => Payload::ProgressUpdated { progress: text },
-        },
-    })
 }
 
 /// Applies one event at notification `id` to the views whose position is
@@ -388,36 +361,92 @@ pub fn catch_up_to(
     Ok(read)
 }
 
+/// How many events of other writers a carried cache reads to stay valid;
+/// after more, [`project`] starts a fresh one.
+pub const CARRY_GAP: usize = 1_000;
+
 /// Runs the projectors on a command's new events, inside its transaction:
 /// first any events between each view's position and them, then the new ones,
-/// then the tracking rows.
+/// then the tracking rows. `positions` are the views' positions as read in
+/// this transaction ([`append_and_positions`]).
 ///
 /// When every view is up to date (the usual case) the rows are changed with
 /// one statement each ([`Mode::Live`]); after events written without these
 /// views, the catch-up and the new events go through the cache's rows
 /// ([`Mode::Batch`]).
-pub fn project(tx: &mut dyn Tx, views: &[View], new: &[(i64, &Event)]) -> Result<()> {
+///
+/// `carried` is the cache of the writer's previous command, or `None`: its
+/// facts describe the log up to [`Cache::seen`]. The transaction holds the
+/// log's lock and the new events are the newest, so the log up to them is
+/// final; the facts are brought up to the event before them by observing
+/// the events other writers appended since (one query, none when there are
+/// none), which makes them exactly what lookups in the log would give (see
+/// the [`cache`] module). A gap of more than [`CARRY_GAP`] events, or a log
+/// that does not continue the cache's (ids at or below `seen`), starts a
+/// fresh cache. On return `carried` holds the cache for the next command;
+/// the caller drops it if the transaction does not commit.
+pub fn project(
+    tx: &mut dyn Tx,
+    views: &[View],
+    new: &[(i64, &Event)],
+    positions: Vec<i64>,
+    carried: &mut Option<Cache>,
+) -> Result<()> {
+    let taken = carried.take();
     let (Some(first), Some(last)) = (new.first().map(|n| n.0), new.last().map(|n| n.0)) else {
         return Ok(());
     };
     if views.is_empty() {
         return Ok(());
     }
-    let mut positions = positions(tx, views)?;
+    let mut positions = positions;
     let start = positions.iter().copied().min().unwrap_or(0);
-    let mode = if start < first - 1 {
-        Mode::Batch
-    } else {
-        Mode::Live
-    };
-    let mut cache = Cache::new(mode, start.min(first - 1));
-    catch_up_to(tx, &mut cache, views, &mut positions, first - 1)?;
     let all = vec![first - 1; views.len()];
+    if start < first - 1 {
+        let mut cache = Cache::new(Mode::Batch, start.min(first - 1));
+        catch_up_to(tx, &mut cache, views, &mut positions, first - 1)?;
+        for (id, ev) in new {
+            apply_one(tx, &mut cache, views, &all, *id, ev)?;
+        }
+        cache.flush(tx)?;
+        return set_positions(tx, views, last);
+    }
+    let mut cache = match taken {
+        Some(mut c) if c.mode() == Mode::Live && c.seen() < first => {
+            if c.seen() < first - 1 && !observe_gap(tx, &mut c, first - 1)? {
+                Cache::new(Mode::Live, first - 1)
+            } else {
+                c
+            }
+        }
+        _ => Cache::new(Mode::Live, first - 1),
+    };
     for (id, ev) in new {
         apply_one(tx, &mut cache, views, &all, *id, ev)?;
     }
     cache.flush(tx)?;
-    set_positions(tx, views, last)
+    set_positions(tx, views, last)?;
+    *carried = Some(cache);
+    Ok(())
+}
+
+/// Observes the events after `cache.seen()` up to `upto`; `false` (the
+/// cache is then unusable) when there are more than [`CARRY_GAP`].
+fn observe_gap(tx: &mut dyn Tx, cache: &mut Cache, upto: i64) -> Result<bool> {
+    let mut events: Vec<(i64, Event)> = Vec::new();
+    let (count, _) = tx.scan_notifications(cache.seen(), Some(upto), CARRY_GAP + 1, &mut |n| {
+        if let Some(ev) = decode_projected(n) {
+            events.push((n.id, ev));
+        }
+    })?;
+    if count > CARRY_GAP {
+        return Ok(false);
+    }
+    for (id, ev) in &events {
+        cache.observe(*id, ev);
+    }
+    cache.observed_up_to(upto);
+    Ok(true)
 }
 
 /// Brings the views up to the end of the log (events written without them).
@@ -545,10 +574,19 @@ mod tests {
         ];
         for (ty, state, fast) in cases {
             let n = note(ty, &state);
-            let quick = decode_update(&n.as_ref(), ty);
+            let quick = crate::domain::events::decode_update(ty, state.as_bytes());
             assert_eq!(quick.is_some(), fast, "{state}");
-            if let Some(e) = quick {
-                assert_eq!(Some(e), decode(&n), "{state}");
+            if let Some((timestamp, payload)) = quick {
+                // The general decoder reads the same event.
+                let e = Event::decode_tree(
+                    n.event.originator_id,
+                    n.event.originator_version,
+                    ty,
+                    state.as_bytes(),
+                    Upcasters::standard(),
+                )
+                .unwrap();
+                assert_eq!((e.timestamp, e.payload), (timestamp, payload), "{state}");
             }
             assert_eq!(decode_projected(&n.as_ref()), decode(&n), "{state}");
         }

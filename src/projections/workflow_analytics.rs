@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::projections::cache::{Ctx, TaskInfo};
 use crate::projections::lookup;
 use crate::projections::queries::TaskExecutionRow;
-use crate::store::{Sql, Tx};
+use crate::store::{NoRow, Sql, Tx};
 use chrono::NaiveDateTime;
 use std::sync::OnceLock;
 use uuid::Uuid;
@@ -51,30 +51,28 @@ impl WfaPatch {
     }
 
     /// The same change as one statement; `false` when there is no row.
-    pub(crate) fn execute(&self, tx: &mut dyn Tx, task: Uuid) -> Result<bool> {
+    pub(crate) fn execute(&self, tx: &mut dyn Tx, task: Uuid, no_row: Option<NoRow>) -> Result<()> {
         let id = Sql::Uuid(task);
-        let n = match self {
-            WfaPatch::Status(s) => tx.execute(
-                &format!("UPDATE {TABLE} SET status = $2 WHERE task_id = $1"),
-                &[id, Sql::Text(s.clone())],
-            )?,
-            WfaPatch::Completed(end) => tx.execute(
-                &format!("UPDATE {TABLE} SET end_time = $2 WHERE task_id = $1"),
-                &[id, Sql::Time(*end)],
-            )?,
-            WfaPatch::Failed(end, error) => tx.execute(
-                &format!("UPDATE {TABLE} SET end_time = $2, error_type = $3 WHERE task_id = $1"),
-                &[id, Sql::Time(*end), error.clone().into()],
-            )?,
-            WfaPatch::Owner(user, group) => tx.execute(
-                &format!("UPDATE {TABLE} SET user_id = $2, group_id = $3 WHERE task_id = $1"),
-                &[id, (*user).into(), (*group).into()],
-            )?,
-            WfaPatch::Delete => {
-                tx.execute(&format!("DELETE FROM {TABLE} WHERE task_id = $1"), &[id])?
-            }
+        let (sql, params) = match self {
+            WfaPatch::Status(s) => (
+                format!("UPDATE {TABLE} SET status = $2 WHERE task_id = $1"),
+                vec![id, Sql::Text(s.clone())],
+            ),
+            WfaPatch::Completed(end) => (
+                format!("UPDATE {TABLE} SET end_time = $2 WHERE task_id = $1"),
+                vec![id, Sql::Time(*end)],
+            ),
+            WfaPatch::Failed(end, error) => (
+                format!("UPDATE {TABLE} SET end_time = $2, error_type = $3 WHERE task_id = $1"),
+                vec![id, Sql::Time(*end), error.clone().into()],
+            ),
+            WfaPatch::Owner(user, group) => (
+                format!("UPDATE {TABLE} SET user_id = $2, group_id = $3 WHERE task_id = $1"),
+                vec![id, (*user).into(), (*group).into()],
+            ),
+            WfaPatch::Delete => (format!("DELETE FROM {TABLE} WHERE task_id = $1"), vec![id]),
         };
-        Ok(n > 0)
+        tx.queue(TABLE, &sql, params, no_row)
     }
 }
 
@@ -102,10 +100,13 @@ pub fn apply(ctx: &mut Ctx<'_>, event: &Event) -> Result<()> {
         }
         _ => return Ok(()),
     };
-    if !ctx.patch_task(origin, patch)? {
-        log::debug!("[WFA] no row for task {origin}; event not projected");
-    }
-    Ok(())
+    ctx.patch_task(
+        origin,
+        patch,
+        Some(NoRow::debug(format!(
+            "[WFA] no row for task {origin}; event not projected"
+        ))),
+    )
 }
 
 /// A value for a VARCHAR column; `None` (after a warning) when it cannot be
@@ -183,14 +184,13 @@ fn task_added(ctx: &mut Ctx<'_>, task_id: Uuid) -> Result<()> {
         // row that says it has none (later events then find no row).
         None => WfaPatch::Delete,
     };
-    ctx.patch_task(task_id, patch)?;
-    Ok(())
+    ctx.patch_task(task_id, patch, None)
 }
 
-/// Upserts a whole row.
-pub(crate) fn write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
+/// The upsert of a whole row: SQL and parameters.
+fn upsert(row: &TaskExecutionRow) -> (&'static str, Vec<Sql>) {
     static SQL: OnceLock<String> = OnceLock::new();
-    tx.execute(
+    (
         SQL.get_or_init(|| format!(
             "INSERT INTO {TABLE} (task_id, task_name, task_version, user_id, group_id, status, start_time, end_time, error_type) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -198,7 +198,7 @@ pub(crate) fn write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
              user_id = excluded.user_id, group_id = excluded.group_id, status = excluded.status, \
              start_time = excluded.start_time, end_time = excluded.end_time, error_type = excluded.error_type"
         )),
-        &[
+        vec![
             Sql::Uuid(row.task_id),
             Sql::Text(row.task_name.clone()),
             row.task_version.clone().into(),
@@ -209,8 +209,20 @@ pub(crate) fn write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
             row.end_time.into(),
             row.error_type.clone().into(),
         ],
-    )?;
+    )
+}
+
+/// Upserts a whole row.
+pub(crate) fn write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
+    let (sql, params) = upsert(row);
+    tx.execute(sql, &params)?;
     Ok(())
+}
+
+/// [`write`], queued with the transaction's other view writes.
+pub(crate) fn queue_write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
+    let (sql, params) = upsert(row);
+    tx.queue(TABLE, sql, params, None)
 }
 
 pub(crate) fn delete(tx: &mut dyn Tx, task: Uuid) -> Result<()> {

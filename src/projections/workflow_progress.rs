@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::projections::cache::{Ctx, Need, TaskInfo, WorkflowInfo};
 use crate::projections::lookup;
 use crate::projections::queries::WorkflowProgressRow;
-use crate::store::{Sql, Tx};
+use crate::store::{NoRow, Sql, Tx};
 use std::sync::OnceLock;
 use uuid::Uuid;
 
@@ -93,42 +93,41 @@ impl WfpPatch {
         true
     }
 
-    /// The same change as one statement; `false` when there is no row.
-    pub(crate) fn execute(&self, tx: &mut dyn Tx, wf: Uuid) -> Result<bool> {
-        let n = match self {
+    /// The same change as one (queued) statement; `no_row` is logged when
+    /// there is no row.
+    pub(crate) fn execute(&self, tx: &mut dyn Tx, wf: Uuid, no_row: Option<NoRow>) -> Result<()> {
+        let (sql, params) = match self {
             WfpPatch::Status {
                 status,
                 progress: Some(p),
-            } => tx.execute(
-                &format!("UPDATE {TABLE} SET status = $2, progress = $3 WHERE workflow_id = $1"),
-                &[
+            } => (
+                format!("UPDATE {TABLE} SET status = $2, progress = $3 WHERE workflow_id = $1"),
+                vec![
                     Sql::Uuid(wf),
                     Sql::Text(status.clone()),
                     Sql::Text(p.clone()),
                 ],
-            )?,
+            ),
             WfpPatch::Status {
                 status,
                 progress: None,
-            } => tx.execute(
-                &format!("UPDATE {TABLE} SET status = $2 WHERE workflow_id = $1"),
-                &[Sql::Uuid(wf), Sql::Text(status.clone())],
-            )?,
+            } => (
+                format!("UPDATE {TABLE} SET status = $2 WHERE workflow_id = $1"),
+                vec![Sql::Uuid(wf), Sql::Text(status.clone())],
+            ),
             WfpPatch::Task {
                 task,
                 main_task_name,
-            } => tx.execute(
-                &format!(
-                    "UPDATE {TABLE} SET task = $2, main_task_name = $3 WHERE workflow_id = $1"
-                ),
-                &[
+            } => (
+                format!("UPDATE {TABLE} SET task = $2, main_task_name = $3 WHERE workflow_id = $1"),
+                vec![
                     Sql::Uuid(wf),
                     task.clone().into(),
                     main_task_name.clone().into(),
                 ],
-            )?,
+            ),
         };
-        Ok(n > 0)
+        tx.queue(TABLE, &sql, params, no_row)
     }
 }
 
@@ -188,10 +187,13 @@ fn set_status(
         status: status.into(),
         progress: progress.map(str::to_owned),
     };
-    if !ctx.patch_workflow(wf, patch)? {
-        log::warn!("[WFP] {what} event for unknown workflow: wf_id={wf}. Skipping status update.");
-    }
-    Ok(())
+    ctx.patch_workflow(
+        wf,
+        patch,
+        Some(NoRow::warn(format!(
+            "[WFP] {what} event for unknown workflow: wf_id={wf}. Skipping status update."
+        ))),
+    )
 }
 
 fn task_added(ctx: &mut Ctx<'_>, wf_id: Uuid, task_id: Uuid) -> Result<()> {
@@ -214,12 +216,13 @@ fn task_added(ctx: &mut Ctx<'_>, wf_id: Uuid, task_id: Uuid) -> Result<()> {
         task: task_name,
         main_task_name,
     };
-    if !ctx.patch_workflow(wf_id, patch)? {
-        log::debug!(
+    ctx.patch_workflow(
+        wf_id,
+        patch,
+        Some(NoRow::debug(format!(
             "[WFP] Task added to a workflow without a row: task_id={task_id}, wf_id={wf_id}"
-        );
-    }
-    Ok(())
+        ))),
+    )
 }
 
 /// A task name as stored (numbers as Python's `str()`); other values, which
@@ -315,13 +318,14 @@ fn status_updated(ctx: &mut Ctx<'_>, task_id: Uuid, status: &Value) -> Result<()
         status: new_status,
         progress: Some(new_progress),
     };
-    if !ctx.patch_workflow(wf.id, patch)? {
-        log::warn!(
+    ctx.patch_workflow(
+        wf.id,
+        patch,
+        Some(NoRow::warn(format!(
             "[WFP] Task.StatusUpdated event for unknown workflow: task_id={task_id}, wf_id={:?}. Skipping status update.",
             Some(wf.id)
-        );
-    }
-    Ok(())
+        ))),
+    )
 }
 
 fn status_str(status: &Value, task_id: Uuid) -> Option<&str> {
@@ -351,10 +355,10 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-/// Upserts a whole row.
-pub(crate) fn write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
+/// The upsert of a whole row: SQL and parameters.
+fn upsert(row: &WorkflowProgressRow) -> (&'static str, Vec<Sql>) {
     static SQL: OnceLock<String> = OnceLock::new();
-    tx.execute(
+    (
         SQL.get_or_init(|| format!(
             "INSERT INTO {TABLE} (workflow_id, status, progress, \"user\", \"group\", name, task, main_task_name, start_time) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -362,7 +366,7 @@ pub(crate) fn write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
              \"user\" = excluded.\"user\", \"group\" = excluded.\"group\", name = excluded.name, task = excluded.task, \
              main_task_name = excluded.main_task_name, start_time = excluded.start_time"
         )),
-        &[
+        vec![
             Sql::Uuid(row.workflow_id),
             row.status.clone().into(),
             row.progress.clone().into(),
@@ -373,8 +377,20 @@ pub(crate) fn write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
             row.main_task_name.clone().into(),
             Sql::Time(row.start_time),
         ],
-    )?;
+    )
+}
+
+/// Upserts a whole row.
+pub(crate) fn write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
+    let (sql, params) = upsert(row);
+    tx.execute(sql, &params)?;
     Ok(())
+}
+
+/// [`write`], queued with the transaction's other view writes.
+pub(crate) fn queue_write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
+    let (sql, params) = upsert(row);
+    tx.queue(TABLE, sql, params, None)
 }
 
 pub(crate) fn delete(tx: &mut dyn Tx, wf: Uuid) -> Result<()> {

@@ -146,6 +146,75 @@ impl From<Option<NaiveDateTime>> for Sql {
     }
 }
 
+/// The one row of `SELECT <exprs>`.
+pub fn select_row(
+    tx: &mut (impl Tx + ?Sized),
+    exprs: &str,
+    params: &[Sql],
+    kinds: &[Kind],
+) -> Result<Vec<Sql>> {
+    Ok(tx
+        .query(&format!("SELECT {exprs}"), params, kinds)?
+        .into_iter()
+        .next()
+        .unwrap_or_default())
+}
+
+/// What [`Tx::queue`] logs when its statement changes no row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoRow {
+    pub level: log::Level,
+    pub message: String,
+}
+
+impl NoRow {
+    pub fn debug(message: String) -> NoRow {
+        NoRow {
+            level: log::Level::Debug,
+            message,
+        }
+    }
+
+    pub fn warn(message: String) -> NoRow {
+        NoRow {
+            level: log::Level::Warn,
+            message,
+        }
+    }
+
+    pub fn log(&self) {
+        log::log!(self.level, "{}", self.message);
+    }
+}
+
+/// `sql` with each placeholder `$n` renumbered `$(n + offset)`.
+pub fn shift_placeholders(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) {
+            let start = i + 1;
+            let mut end = start;
+            while let Some((j, d)) = chars.peek().copied() {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                end = j + 1;
+                chars.next();
+            }
+            let n: usize = sql[start..end].parse().expect("digits");
+            out.push('$');
+            out.push_str(&(n + offset).to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One event that [`Tx::edge_events`] asks for: the first (lowest
 /// originator_version) or the last event of an aggregate with a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +272,19 @@ pub trait Tx {
 
     /// An aggregate's events in version order, with their notification ids.
     fn load_events(&mut self, originator_id: Uuid) -> Result<Vec<Notification>>;
+
+    /// [`load_events`](Tx::load_events), lent one at a time to `f` without
+    /// copying them where the backend can; stops at `f`'s first error.
+    fn scan_events(
+        &mut self,
+        originator_id: Uuid,
+        f: &mut dyn FnMut(&NotificationRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        for n in self.load_events(originator_id)? {
+            f(&n.as_ref())?;
+        }
+        Ok(())
+    }
 
     /// For each query, the first or last event (by originator_version) of
     /// its aggregate with its topic and a notification id `<= upto`; `None`
@@ -263,6 +345,45 @@ pub trait Tx {
 
     fn execute(&mut self, sql: &str, params: &[Sql]) -> Result<u64>;
 
+    /// Queues a statement that changes rows of `table` and whose outcome
+    /// nothing in the transaction reads (a view write): it runs before any
+    /// later statement of the transaction and before the commit, in order.
+    /// Where it changes no row, `no_row` is logged. A backend may send
+    /// queued statements together (Postgres: as one statement, the others
+    /// as data-modifying CTEs, while no table repeats). The default runs it
+    /// at once.
+    fn queue(
+        &mut self,
+        table: &'static str,
+        sql: &str,
+        params: Vec<Sql>,
+        no_row: Option<NoRow>,
+    ) -> Result<()> {
+        let _ = table;
+        let n = self.execute(sql, &params)?;
+        if n == 0 {
+            if let Some(note) = no_row {
+                note.log();
+            }
+        }
+        Ok(())
+    }
+
+    /// [`append`](Tx::append) of `events`, then `SELECT <exprs>` (a select
+    /// list whose `$n` are `params`), returning the ids and the selected
+    /// row; one round trip where the backend can.
+    fn append_and_select(
+        &mut self,
+        events: &[StoredEvent],
+        exprs: &str,
+        params: &[Sql],
+        kinds: &[Kind],
+    ) -> Result<(Vec<i64>, Vec<Sql>)> {
+        let ids = self.append(events)?;
+        let row = select_row(self, exprs, params, kinds)?;
+        Ok((ids, row))
+    }
+
     fn query(&mut self, sql: &str, params: &[Sql], kinds: &[Kind]) -> Result<Vec<Vec<Sql>>>;
 
     /// Several statements without parameters (DDL).
@@ -283,6 +404,16 @@ pub trait EventStore: Send + Sync {
     /// rolls back otherwise.
     fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
 
+    /// [`write`](EventStore::write) holding the log's lock
+    /// ([`Tx::lock_log`]) from the start (on Postgres taken with BEGIN, in
+    /// one round trip).
+    fn write_locked(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.write(&mut |tx| {
+            tx.lock_log()?;
+            f(tx)
+        })
+    }
+
     /// Runs `f` in a read-only transaction.
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
 }
@@ -294,6 +425,20 @@ pub fn write_tx<T>(
 ) -> Result<T> {
     let mut out = None;
     store.write(&mut |tx| {
+        out = Some(f(tx)?);
+        Ok(())
+    })?;
+    Ok(out.expect("write closure ran"))
+}
+
+/// Runs `f` in a write transaction that holds the log's lock from the
+/// start, and returns its value.
+pub fn write_locked_tx<T>(
+    store: &dyn EventStore,
+    mut f: impl FnMut(&mut dyn Tx) -> Result<T>,
+) -> Result<T> {
+    let mut out = None;
+    store.write_locked(&mut |tx| {
         out = Some(f(tx)?);
         Ok(())
     })?;
@@ -379,4 +524,22 @@ pub fn close(url: &str) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(url.trim());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shift_placeholders;
+
+    #[test]
+    fn placeholders_are_renumbered() {
+        assert_eq!(
+            shift_placeholders("UPDATE t SET a = $2, b = $10 WHERE id = $1", 4),
+            "UPDATE t SET a = $6, b = $14 WHERE id = $5"
+        );
+        assert_eq!(
+            shift_placeholders("SELECT '$' || $1", 1),
+            "SELECT '$' || $2"
+        );
+        assert_eq!(shift_placeholders("SELECT $1", 0), "SELECT $1");
+    }
 }

@@ -9,13 +9,13 @@ use crate::error::{Error, Result};
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::PostgresTarget;
 use crate::store::{
-    edge_events_sql, events_of_sql, Backend, EdgeQuery, EventStore, Kind, Notification, Sql,
-    StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
+    edge_events_sql, events_of_sql, select_row, shift_placeholders, Backend, EdgeQuery, EventStore,
+    Kind, NoRow, Notification, NotificationRef, Sql, StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
-use postgres::{NoTls, Statement, Transaction};
+use postgres::{NoTls, Statement};
 use r2d2::{ManageConnection, Pool};
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
@@ -27,6 +27,30 @@ use uuid::Uuid;
 pub struct PgConn {
     client: postgres::Client,
     statements: HashMap<String, Statement>,
+    prepared: Prepared,
+}
+
+/// The connection's SQL-level prepared statements (`PREPARE name AS ...`),
+/// run with `EXECUTE name(literals)` inside a simple query, so that several
+/// statements (BEGIN and LOCK, then an insert; view writes, then COMMIT) go
+/// in one round trip and still reuse their plans. Names are never reused.
+#[derive(Default)]
+pub struct Prepared {
+    names: HashMap<String, String>,
+    next: u64,
+}
+
+impl Prepared {
+    /// The statement's name, and whether it still has to be prepared.
+    fn name(&mut self, sql: &str) -> (String, bool) {
+        if let Some(n) = self.names.get(sql) {
+            return (n.clone(), false);
+        }
+        self.next += 1;
+        let n = format!("biomero_rs_{}", self.next);
+        self.names.insert(sql.to_owned(), n.clone());
+        (n, true)
+    }
 }
 
 /// r2d2_postgres's manager, keeping a statement cache with each connection.
@@ -40,6 +64,7 @@ impl ManageConnection for CachingManager {
         Ok(PgConn {
             client: self.0.connect()?,
             statements: HashMap::new(),
+            prepared: Prepared::default(),
         })
     }
 
@@ -87,6 +112,9 @@ impl PostgresStore {
             .map_err(|e| connect_err(&endpoint, &masked, chain(&e)))?;
         let pool = Pool::builder()
             .max_size(16)
+            // No ping per checkout (a round trip per command): a connection
+            // the server closed is caught when its BEGIN fails.
+            .test_on_check_out(false)
             .min_idle(Some(0))
             .idle_timeout(Some(Duration::from_secs(300)))
             .connection_timeout(target.connect_timeout + Duration::from_secs(1))
@@ -154,58 +182,400 @@ impl EventStore for PostgresStore {
     }
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
-        let mut conn = self.conn()?;
-        let PgConn { client, statements } = &mut *conn;
-        let result = (|| {
-            let tx = client.transaction().map_err(pg_err)?;
-            let mut ptx = PgTx {
-                tx,
-                statements: &mut *statements,
-            };
-            f(&mut ptx)?; // dropping the transaction on error rolls back
-            ptx.tx.commit().map_err(pg_err)
-        })();
-        if result.is_err() {
-            // A failed statement may come from a changed schema: prepare afresh.
-            statements.clear();
-        }
-        result
+        self.transaction(Begin::Write, f)
+    }
+
+    fn write_locked(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.transaction(Begin::WriteLocked, f)
     }
 
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
-        let mut conn = self.conn()?;
-        let PgConn { client, statements } = &mut *conn;
-        let result = (|| {
-            let tx = client
-                .build_transaction()
-                .read_only(true)
-                .start()
-                .map_err(pg_err)?;
-            let mut ptx = PgTx {
-                tx,
-                statements: &mut *statements,
-            };
-            f(&mut ptx)
-        })();
-        if result.is_err() {
-            statements.clear();
-        }
-        result
+        self.transaction(Begin::Read, f)
     }
 }
 
+/// How a [`PgTx`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Begin {
+    Write,
+    /// BEGIN and the log's lock, in one round trip.
+    WriteLocked,
+    /// No transaction block: each query runs on its own (under READ
+    /// COMMITTED a block gives a read no more consistency); one is opened,
+    /// read-only, before anything that could write.
+    Read,
+}
+
+impl PostgresStore {
+    fn transaction(
+        &self,
+        begin: Begin,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            let mut conn = self.conn()?;
+            let PgConn {
+                client,
+                statements,
+                prepared,
+            } = &mut *conn;
+            let mut ptx = PgTx {
+                client,
+                statements,
+                prepared,
+                pending_begin: match begin {
+                    Begin::Write => Some("BEGIN".to_owned()),
+                    Begin::WriteLocked => Some(format!("BEGIN; {}", lock_log_sql())),
+                    Begin::Read => None,
+                },
+                open: begin != Begin::Read,
+                locked: begin == Begin::WriteLocked,
+                finished: false,
+                committing: false,
+                queued: Vec::new(),
+            };
+            let result = f(&mut ptx).and_then(|()| ptx.finish());
+            // The pool does not ping a connection on checkout (a round trip
+            // per command). One the server closed while it sat in the pool
+            // (a restart) fails at its first statement: the transaction is
+            // run again on another, unless its COMMIT was sent.
+            let committing = ptx.committing;
+            if result.is_err() {
+                // A failed statement may come from a changed schema: prepare afresh.
+                ptx.statements.clear();
+                ptx.prepared.names.clear();
+            }
+            drop(ptx); // rolls back unless committed
+            let retry = result.is_err()
+                && !committing
+                && attempt <= POOL_SIZE
+                && (conn.client.is_closed()
+                    || conn.client.is_valid(Duration::from_secs(5)).is_err());
+            if retry {
+                attempt += 1;
+                log::debug!("postgres connection was closed; running the transaction on another");
+                continue;
+            }
+            return result;
+        }
+    }
+}
+
+const POOL_SIZE: u32 = 16;
+
+/// A value as an SQL literal of unknown type, which the server reads as the
+/// type of the parameter it is given for (as it would a bound value).
+fn literal(v: &Sql, out: &mut String) {
+    use std::fmt::Write;
+    match v {
+        Sql::Null => out.push_str("NULL"),
+        Sql::Int(i) => {
+            let _ = write!(out, "'{i}'");
+        }
+        Sql::Real(f) if f.is_nan() => out.push_str("'NaN'"),
+        Sql::Real(f) if f.is_infinite() => out.push_str(if *f > 0.0 {
+            "'Infinity'"
+        } else {
+            "'-Infinity'"
+        }),
+        Sql::Real(f) => {
+            let _ = write!(out, "'{f:?}'");
+        }
+        Sql::Text(s) if s.contains('\0') => {
+            log::warn!("a NUL character in {s:?} is stored as U+FFFD in a Postgres text column");
+            out.push_str(&postgres_protocol::escape::escape_literal(
+                &s.replace('\0', "\u{FFFD}"),
+            ))
+        }
+        Sql::Text(s) => out.push_str(&postgres_protocol::escape::escape_literal(s)),
+        Sql::Uuid(u) => {
+            let _ = write!(out, "'{u}'");
+        }
+        // Naive UTC; the offset makes a timestamptz parameter read it as UTC
+        // (a timestamp one ignores it).
+        Sql::Time(t) => {
+            let _ = write!(out, "'{}+00'", t.format("%Y-%m-%d %H:%M:%S%.f"));
+        }
+    }
+}
+
+/// Bytes as a bytea literal (hex format).
+fn bytea_literal(b: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(6 + 2 * b.len());
+    out.push_str("E'\\\\x");
+    for x in b {
+        out.push(HEX[(x >> 4) as usize] as char);
+        out.push(HEX[(x & 15) as usize] as char);
+    }
+    out.push('\'');
+}
+
+/// A cell of a simple-query row as `kind`.
+fn text_cell(text: Option<&str>, kind: Kind) -> Result<Sql> {
+    let Some(t) = text else { return Ok(Sql::Null) };
+    let bad = || Error::Database {
+        backend: "postgres",
+        message: format!("{t:?} is not a {kind:?}"),
+    };
+    Ok(match kind {
+        Kind::Int => Sql::Int(t.trim().parse().map_err(|_| bad())?),
+        Kind::Real => Sql::Real(t.trim().parse().map_err(|_| bad())?),
+        Kind::Uuid => Sql::Uuid(t.parse().map_err(|_| bad())?),
+        Kind::Text | Kind::Time => Sql::Text(t.to_owned()),
+    })
+}
+
+/// The data rows of a simple query's answer.
+fn rows_of(messages: Vec<postgres::SimpleQueryMessage>) -> Vec<postgres::SimpleQueryRow> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Inserts `n` events unless one of them has a taken version (or a later
+/// one): then it inserts none and returns no row, so that a writer that
+/// decided on an outdated aggregate draws no notification id (the log keeps
+/// no gap for it). Parameters: originator, version, topic, state of each.
+fn guarded_insert_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p = 4 * i;
+            format!(
+                "(${}::uuid, ${}::bigint, ${}::text, ${}::bytea, {i})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4
+            )
+        })
+        .collect();
+    format!(
+        "WITH v (o, n, t, s, k) AS (VALUES {}) \
+         INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) \
+         SELECT o, n, t, s FROM v WHERE NOT EXISTS (SELECT 1 FROM {EVENTS_TABLE} e JOIN v w \
+         ON e.originator_id = w.o AND e.originator_version >= w.n) ORDER BY k RETURNING id",
+        rows.join(", ")
+    )
+}
+
+/// The conflict of a refused append (reported on the first event; the
+/// writer reloads every aggregate of the command).
+fn conflict(events: &[StoredEvent]) -> Error {
+    let e = &events[0];
+    Error::Conflict {
+        id: e.originator_id,
+        version: e.originator_version,
+    }
+}
+
+fn lock_log_sql() -> String {
+    format!("LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")
+}
+
+/// One transaction on a pooled connection. Dropped without
+/// [`finish`](PgTx::finish) (an error, a panic) it rolls back, so the
+/// connection goes back to the pool idle.
 pub struct PgTx<'a> {
-    tx: Transaction<'a>,
+    client: &'a mut postgres::Client,
     /// The connection's prepared statements, by SQL text.
     statements: &'a mut HashMap<String, Statement>,
+    prepared: &'a mut Prepared,
+    /// BEGIN (and the log's lock) not sent yet: it goes with the first
+    /// statement.
+    pending_begin: Option<String>,
+    /// Whether this is (or will be, with `pending_begin`) a transaction block.
+    open: bool,
+    /// Whether this transaction holds (or will hold) the log's lock.
+    locked: bool,
+    finished: bool,
+    /// Whether COMMIT was sent (its outcome is then unknown on failure).
+    committing: bool,
+    /// Statements [`Tx::queue`]d and not sent yet.
+    queued: Vec<Queued>,
+}
+
+struct Queued {
+    table: &'static str,
+    sql: String,
+    params: Vec<Sql>,
+    no_row: Option<NoRow>,
+}
+
+/// At most this many queued statements go into one.
+const QUEUED_PER_STATEMENT: usize = 16;
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        let begun = self.open && self.pending_begin.is_none();
+        if begun && !self.finished && !self.client.is_closed() {
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
 }
 
 impl PgTx<'_> {
+    /// Sends BEGIN if it is still pending.
+    fn start(&mut self) -> Result<()> {
+        if let Some(sql) = self.pending_begin.take() {
+            self.client.batch_execute(&sql).map_err(pg_err)?;
+        }
+        Ok(())
+    }
+
+    /// What has to go before the next statement: the queued statements and
+    /// a pending BEGIN.
+    fn ready(&mut self) -> Result<()> {
+        self.send_queued("")?;
+        self.start()
+    }
+
+    /// `PREPARE` (the first time) and `EXECUTE` of `sql` with `params`, as
+    /// text for a simple query.
+    fn execute_text(&mut self, sql: &str, params: &[Sql], bytes: Option<&[u8]>, out: &mut String) {
+        let (name, new) = self.prepared.name(sql);
+        if new {
+            out.push_str(&format!("PREPARE {name} AS {sql}; "));
+        }
+        out.push_str("EXECUTE ");
+        out.push_str(&name);
+        out.push('(');
+        let mut first = true;
+        for p in params {
+            if !first {
+                out.push_str(", ");
+            }
+            first = false;
+            literal(p, out);
+        }
+        if let Some(b) = bytes {
+            if !first {
+                out.push_str(", ");
+            }
+            bytea_literal(b, out);
+        }
+        out.push_str("); ");
+    }
+
+    /// Sends the queued statements (see [`Tx::queue`]) in one simple query,
+    /// after a pending BEGIN and before `then` (COMMIT, or nothing).
+    /// Consecutive ones on different tables are one statement, each a
+    /// data-modifying CTE that returns its rows, counted by the outer
+    /// SELECT. (The parts of one statement share a snapshot, so two that
+    /// could touch the same row are never merged.)
+    fn send_queued(&mut self, then: &str) -> Result<()> {
+        if self.queued.is_empty() && then.is_empty() {
+            return Ok(());
+        }
+        let queued = std::mem::take(&mut self.queued);
+        let mut groups: Vec<Vec<Queued>> = Vec::new();
+        for q in queued {
+            match groups.last_mut() {
+                Some(g)
+                    if g.len() < QUEUED_PER_STATEMENT && g.iter().all(|x| x.table != q.table) =>
+                {
+                    g.push(q)
+                }
+                _ => groups.push(vec![q]),
+            }
+        }
+        let mut text = match self.pending_begin.take() {
+            Some(b) => format!("{b}; "),
+            None => String::new(),
+        };
+        for group in &groups {
+            let mut sql = String::from("WITH ");
+            let mut params: Vec<Sql> = Vec::new();
+            for (i, q) in group.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "s{i} AS ({} RETURNING 1)",
+                    shift_placeholders(&q.sql, params.len())
+                ));
+                params.extend(q.params.iter().cloned());
+            }
+            let counts: Vec<String> = (0..group.len())
+                .map(|i| format!("(SELECT count(*) FROM s{i})"))
+                .collect();
+            sql.push_str(" SELECT ");
+            sql.push_str(&counts.join(", "));
+            self.execute_text(&sql, &params, None, &mut text);
+        }
+        text.push_str(then);
+        let rows = rows_of(self.client.simple_query(&text).map_err(pg_err)?);
+        for (group, row) in groups.iter().zip(&rows) {
+            for (i, q) in group.iter().enumerate() {
+                let n: u64 = row.get(i).and_then(|t| t.parse().ok()).unwrap_or(0);
+                if n == 0 {
+                    if let Some(note) = &q.no_row {
+                        note.log();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn execute_now(&mut self, sql: &str, params: &[Sql]) -> Result<u64> {
+        self.before_write()?;
+        let stmt = self.statement(sql)?;
+        let bound = bind_all(&stmt, params)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
+        self.client.execute(&stmt, &refs).map_err(pg_err)
+    }
+
+    fn query_now(&mut self, sql: &str, params: &[Sql], kinds: &[Kind]) -> Result<Vec<Vec<Sql>>> {
+        let stmt = self.statement(sql)?;
+        let bound = bind_all(&stmt, params)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
+        let rows = self.client.query(&stmt, &refs).map_err(pg_err)?;
+        rows.iter()
+            .map(|row| {
+                kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| read_cell(row, i, *k))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Commits (when a block is open), after the queued statements, in one
+    /// round trip.
+    fn finish(&mut self) -> Result<()> {
+        self.finished = true;
+        if !self.open || (self.pending_begin.is_some() && self.queued.is_empty()) {
+            return Ok(()); // nothing was sent: nothing to commit
+        }
+        self.committing = true;
+        self.send_queued("COMMIT")
+    }
+
+    /// Before anything that could write: a pending BEGIN; a read opens its
+    /// (read-only) block.
+    fn before_write(&mut self) -> Result<()> {
+        self.start()?;
+        if !self.open {
+            self.client
+                .batch_execute("BEGIN READ ONLY")
+                .map_err(pg_err)?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
     fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.tx.prepare(sql).map_err(pg_err)?;
+        let s = self.client.prepare(sql).map_err(pg_err)?;
         self.statements.insert(sql.to_owned(), s.clone());
         Ok(s)
     }
@@ -312,12 +682,42 @@ impl Tx for PgTx<'_> {
         Backend::Postgres
     }
 
+    fn scan_events(
+        &mut self,
+        originator_id: Uuid,
+        f: &mut dyn FnMut(&NotificationRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.ready()?;
+        let stmt = self.statement(&format!(
+            "SELECT id, originator_version, topic, state FROM {EVENTS_TABLE} \
+             WHERE originator_id = $1 ORDER BY originator_version"
+        ))?;
+        for r in self
+            .client
+            .query(&stmt, &[&originator_id])
+            .map_err(pg_err)?
+        {
+            f(&NotificationRef {
+                id: r.try_get(0).map_err(pg_err)?,
+                originator_id,
+                originator_version: r.try_get(1).map_err(pg_err)?,
+                topic: r.try_get::<_, &str>(2).map_err(pg_err)?,
+                state: r.try_get::<_, &[u8]>(3).map_err(pg_err)?,
+            })?;
+        }
+        Ok(())
+    }
+
     fn load_events(&mut self, originator_id: Uuid) -> Result<Vec<Notification>> {
+        self.ready()?;
         let stmt = self.statement(&format!(
             "SELECT id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} \
              WHERE originator_id = $1 ORDER BY originator_version"
         ))?;
-        let rows = self.tx.query(&stmt, &[&originator_id]).map_err(pg_err)?;
+        let rows = self
+            .client
+            .query(&stmt, &[&originator_id])
+            .map_err(pg_err)?;
         rows.iter()
             .map(|r| {
                 Ok(Notification {
@@ -333,6 +733,7 @@ impl Tx for PgTx<'_> {
         queries: &[EdgeQuery<'_>],
         upto: i64,
     ) -> Result<Vec<Option<Notification>>> {
+        self.ready()?;
         let mut out: Vec<Option<Notification>> = vec![None; queries.len()];
         for (c, chunk) in queries.chunks(EDGE_QUERIES_PER_STATEMENT).enumerate() {
             let stmt = self.statement(&edge_events_sql(chunk))?;
@@ -342,7 +743,7 @@ impl Tx for PgTx<'_> {
                 params.push(&q.originator_id);
                 params.push(&q.topic);
             }
-            for r in self.tx.query(&stmt, &params).map_err(pg_err)? {
+            for r in self.client.query(&stmt, &params).map_err(pg_err)? {
                 let q: i32 = r.try_get(0).map_err(pg_err)?;
                 let n = Notification {
                     id: r.try_get(1).map_err(pg_err)?,
@@ -365,6 +766,7 @@ impl Tx for PgTx<'_> {
         topics: &[&str],
         upto: i64,
     ) -> Result<Vec<Notification>> {
+        self.ready()?;
         let stmt = self.statement(&events_of_sql(topics.len()))?;
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 + topics.len());
         params.push(&originator_id);
@@ -372,7 +774,7 @@ impl Tx for PgTx<'_> {
         for t in topics {
             params.push(t);
         }
-        let rows = self.tx.query(&stmt, &params).map_err(pg_err)?;
+        let rows = self.client.query(&stmt, &params).map_err(pg_err)?;
         rows.iter()
             .map(|r| {
                 Ok(Notification {
@@ -384,34 +786,47 @@ impl Tx for PgTx<'_> {
     }
 
     fn append(&mut self, events: &[StoredEvent]) -> Result<Vec<i64>> {
-        self.lock_log()?;
-        let stmt = self.statement(&format!(
-            "INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) \
-             VALUES ($1, $2, $3, $4) RETURNING id"
-        ))?;
-        let mut ids = Vec::with_capacity(events.len());
-        for e in events {
-            match self.tx.query_one(
-                &stmt,
-                &[&e.originator_id, &e.originator_version, &e.topic, &e.state],
-            ) {
-                Ok(row) => ids.push(row.try_get(0).map_err(pg_err)?),
-                Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                    return Err(Error::Conflict {
-                        id: e.originator_id,
-                        version: e.originator_version,
-                    })
-                }
-                Err(err) => return Err(pg_err(err)),
-            }
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
+        self.ready()?;
+        self.lock_log()?;
+        let stmt = self.statement(&guarded_insert_sql(events.len()))?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(4 * events.len());
+        for e in events {
+            params.push(&e.originator_id);
+            params.push(&e.originator_version);
+            params.push(&e.topic);
+            params.push(&e.state);
+        }
+        let rows = match self.client.query(&stmt, &params) {
+            Ok(rows) => rows,
+            Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(conflict(events))
+            }
+            Err(err) => return Err(pg_err(err)),
+        };
+        if rows.len() != events.len() {
+            return Err(conflict(events));
+        }
+        let mut ids = rows
+            .iter()
+            .map(|r| r.try_get::<_, i64>(0).map_err(pg_err))
+            .collect::<Result<Vec<i64>>>()?;
+        // Ids are drawn in the order of the rows (ORDER BY k).
+        ids.sort_unstable();
         Ok(ids)
     }
 
     fn lock_log(&mut self) -> Result<()> {
-        self.tx
-            .batch_execute(&format!("LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE"))
-            .map_err(pg_err)
+        self.ready()?;
+        if self.locked {
+            return Ok(());
+        }
+        self.before_write()?;
+        self.client.batch_execute(&lock_log_sql()).map_err(pg_err)?;
+        self.locked = true;
+        Ok(())
     }
 
     fn notifications(
@@ -420,12 +835,13 @@ impl Tx for PgTx<'_> {
         upto: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Notification>> {
+        self.ready()?;
         let stmt = self.statement(&format!(
             "SELECT id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} \
              WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
         ))?;
         let rows = self
-            .tx
+            .client
             .query(
                 &stmt,
                 &[
@@ -446,47 +862,127 @@ impl Tx for PgTx<'_> {
     }
 
     fn max_notification_id(&mut self) -> Result<i64> {
+        self.ready()?;
         let stmt = self.statement(&format!(
             "SELECT COALESCE(MAX(id), 0)::bigint FROM {EVENTS_TABLE}"
         ))?;
-        self.tx
+        self.client
             .query_one(&stmt, &[])
             .and_then(|r| r.try_get(0))
             .map_err(pg_err)
     }
 
     fn execute(&mut self, sql: &str, params: &[Sql]) -> Result<u64> {
-        let stmt = self.statement(sql)?;
-        let bound = bind_all(&stmt, params)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
-        self.tx.execute(&stmt, &refs).map_err(pg_err)
+        self.ready()?;
+        self.execute_now(sql, params)
+    }
+
+    fn queue(
+        &mut self,
+        table: &'static str,
+        sql: &str,
+        params: Vec<Sql>,
+        no_row: Option<NoRow>,
+    ) -> Result<()> {
+        self.queued.push(Queued {
+            table,
+            sql: sql.to_owned(),
+            params,
+            no_row,
+        });
+        Ok(())
+    }
+
+    fn append_and_select(
+        &mut self,
+        events: &[StoredEvent],
+        exprs: &str,
+        params: &[Sql],
+        kinds: &[Kind],
+    ) -> Result<(Vec<i64>, Vec<Sql>)> {
+        let [e] = events else {
+            let ids = self.append(events)?;
+            return Ok((ids, select_row(self, exprs, params, kinds)?));
+        };
+        // One round trip: the pending BEGIN and lock, and the insert with
+        // the select, as EXECUTE of a prepared statement.
+        self.send_queued("")?;
+        if !self.locked {
+            self.lock_log()?;
+        }
+        let sql = format!(
+            "WITH e AS ({}) SELECT (SELECT id FROM e), {}",
+            guarded_insert_sql(1),
+            shift_placeholders(exprs, 4)
+        );
+        let mut text = match self.pending_begin.take() {
+            Some(b) => format!("{b}; "),
+            None => String::new(),
+        };
+        let mut all: Vec<Sql> = Vec::with_capacity(3 + params.len());
+        all.push(Sql::Uuid(e.originator_id));
+        all.push(Sql::Int(e.originator_version));
+        all.push(Sql::Text(e.topic.clone()));
+        // The state goes fourth: bound after the three, before the rest.
+        let (name, new) = self.prepared.name(&sql);
+        if new {
+            text.push_str(&format!("PREPARE {name} AS {sql}; "));
+        }
+        text.push_str("EXECUTE ");
+        text.push_str(&name);
+        text.push('(');
+        for p in &all {
+            literal(p, &mut text);
+            text.push_str(", ");
+        }
+        bytea_literal(&e.state, &mut text);
+        for p in params {
+            text.push_str(", ");
+            literal(p, &mut text);
+        }
+        text.push(')');
+        let rows = match self.client.simple_query(&text) {
+            Ok(m) => rows_of(m),
+            Err(err) if err.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(Error::Conflict {
+                    id: e.originator_id,
+                    version: e.originator_version,
+                })
+            }
+            Err(err) => return Err(pg_err(err)),
+        };
+        let row = rows.first().ok_or_else(|| Error::Database {
+            backend: "postgres",
+            message: "the insert returned no row".into(),
+        })?;
+        let Sql::Int(id) = text_cell(row.get(0), Kind::Int)? else {
+            return Err(conflict(events)); // the guard refused it
+        };
+        let cells = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| text_cell(row.get(i + 1), *k))
+            .collect::<Result<Vec<Sql>>>()?;
+        Ok((vec![id], cells))
     }
 
     fn query(&mut self, sql: &str, params: &[Sql], kinds: &[Kind]) -> Result<Vec<Vec<Sql>>> {
-        let stmt = self.statement(sql)?;
-        let bound = bind_all(&stmt, params)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
-        let rows = self.tx.query(&stmt, &refs).map_err(pg_err)?;
-        rows.iter()
-            .map(|row| {
-                kinds
-                    .iter()
-                    .enumerate()
-                    .map(|(i, k)| read_cell(row, i, *k))
-                    .collect()
-            })
-            .collect()
+        self.ready()?;
+        self.query_now(sql, params, kinds)
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<()> {
-        self.tx.batch_execute(sql).map_err(pg_err)
+        self.ready()?;
+        self.before_write()?;
+        self.client.batch_execute(sql).map_err(pg_err)
     }
 
     fn table_exists(&mut self, table: &str) -> Result<bool> {
+        self.ready()?;
         // pg_tables, not to_regclass: it sees tables another transaction
         // committed after this one started (concurrent starters).
         let row = self
-            .tx
+            .client
             .query_one(
                 "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = $1",
                 &[&table],

@@ -70,7 +70,22 @@ impl SqliteStore {
             // default cache of 16 would re-prepare them all the time.
             c.set_prepared_statement_cache_capacity(128);
             if is_file {
-                let _: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+                // Switching a new file to WAL takes its exclusive lock, and
+                // SQLite answers "database is locked" at once (no busy wait)
+                // while other processes open it at the same moment: retry.
+                let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+                loop {
+                    match c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+                        Ok(_) => break,
+                        Err(rusqlite::Error::SqliteFailure(e, _))
+                            if e.code == rusqlite::ErrorCode::DatabaseBusy
+                                && std::time::Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
             c.execute_batch(&format!("PRAGMA synchronous={sync};"))?;
             Ok(())
@@ -240,6 +255,47 @@ fn stored_event(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<Stored
 impl Tx for SqliteTx<'_> {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    fn scan_events(
+        &mut self,
+        originator_id: Uuid,
+        f: &mut dyn FnMut(&NotificationRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, originator_version, topic, state FROM {EVENTS_TABLE} \
+                 WHERE originator_id = ?1 ORDER BY originator_version"
+            ))
+            .map_err(sql_err)?;
+        let mut rows = stmt
+            .query([&originator_id.as_bytes()[..]])
+            .map_err(sql_err)?;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let bad = |what: &str| Error::Database {
+                backend: "sqlite",
+                message: format!("{EVENTS_TABLE}: {what} is not what the event store writes"),
+            };
+            let topic = r
+                .get_ref(2)
+                .map_err(sql_err)?
+                .as_str()
+                .map_err(|_| bad("topic"))?;
+            let state = r
+                .get_ref(3)
+                .map_err(sql_err)?
+                .as_blob()
+                .map_err(|_| bad("state"))?;
+            f(&NotificationRef {
+                id: r.get(0).map_err(sql_err)?,
+                originator_id,
+                originator_version: r.get(1).map_err(sql_err)?,
+                topic,
+                state,
+            })?;
+        }
+        Ok(())
     }
 
     fn load_events(&mut self, originator_id: Uuid) -> Result<Vec<Notification>> {
