@@ -247,7 +247,7 @@ impl PostgresStore {
                 ptx.prepared.names.clear();
             }
             drop(ptx); // rolls back unless committed
-            let retry = result.is_err()
+            let retry = matches!(result, Err(Error::Database { .. }))
                 && !committing
                 && attempt <= POOL_SIZE
                 && (conn.client.is_closed()
@@ -550,12 +550,16 @@ impl PgTx<'_> {
     /// Commits (when a block is open), after the queued statements, in one
     /// round trip.
     fn finish(&mut self) -> Result<()> {
-        self.finished = true;
         if !self.open || (self.pending_begin.is_some() && self.queued.is_empty()) {
+            self.finished = true;
             return Ok(()); // nothing was sent: nothing to commit
         }
         self.committing = true;
-        self.send_queued("COMMIT")
+        // On failure (a queued write refused, so COMMIT did not run) the
+        // drop rolls back, and the connection goes back to the pool idle.
+        self.send_queued("COMMIT")?;
+        self.finished = true;
+        Ok(())
     }
 
     /// Before anything that could write: a pending BEGIN; a read opens its
