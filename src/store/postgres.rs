@@ -437,7 +437,7 @@ impl PgTx<'_> {
 
     /// `PREPARE` (the first time) and `EXECUTE` of `sql` with `params`, as
     /// text for a simple query.
-    fn execute_text(&mut self, sql: &str, params: &[Sql], bytes: Option<&[u8]>, out: &mut String) {
+    fn execute_text(&mut self, sql: &str, params: &[Sql], out: &mut String) {
         let (name, new) = self.prepared.name(sql);
         if new {
             out.push_str(&format!("PREPARE {name} AS {sql}; "));
@@ -452,12 +452,6 @@ impl PgTx<'_> {
             }
             first = false;
             literal(p, out);
-        }
-        if let Some(b) = bytes {
-            if !first {
-                out.push_str(", ");
-            }
-            bytea_literal(b, out);
         }
         out.push_str("); ");
     }
@@ -506,7 +500,7 @@ impl PgTx<'_> {
                 .collect();
             sql.push_str(" SELECT ");
             sql.push_str(&counts.join(", "));
-            self.execute_text(&sql, &params, None, &mut text);
+            self.execute_text(&sql, &params, &mut text);
         }
         text.push_str(then);
         let rows = rows_of(self.client.simple_query(&text).map_err(pg_err)?);
