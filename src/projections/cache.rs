@@ -635,6 +635,13 @@ fn decodable_edge(events: &[Notification], last: bool) -> Option<(i64, Event)> {
     }
 }
 
+/// Logs `no_row` when a patch found no row (Batch mode, in memory).
+fn log_if_unchanged(changed: bool, no_row: Option<NoRow>) {
+    if let (false, Some(note)) = (changed, no_row) {
+        note.log();
+    }
+}
+
 impl Ctx<'_> {
     /// Reads the facts of `tasks` that `need` asks for and the cache does
     /// not know, in one statement.
@@ -952,11 +959,7 @@ impl Ctx<'_> {
                 let slot = self.wfp_slot(wf, true)?;
                 let changed = patch.apply(&mut slot.row);
                 slot.dirty |= changed;
-                if !changed {
-                    if let Some(note) = no_row {
-                        note.log();
-                    }
-                }
+                log_if_unchanged(changed, no_row);
                 Ok(())
             }
         }
@@ -1000,11 +1003,7 @@ impl Ctx<'_> {
                 let slot = self.wfa_slot(task, true)?;
                 let changed = patch.apply(&mut slot.row);
                 slot.dirty |= changed;
-                if !changed {
-                    if let Some(note) = no_row {
-                        note.log();
-                    }
-                }
+                log_if_unchanged(changed, no_row);
                 Ok(())
             }
         }
