@@ -41,6 +41,11 @@ pub enum Error {
     #[error("cancelled: {0}")]
     Cancelled(String),
 
+    /// A signal handler asked to stop (Ctrl-C); nothing was committed by
+    /// the interrupted transaction.
+    #[error("interrupted")]
+    Interrupted,
+
     /// A value that the event codec cannot store exactly.
     #[error("{0}")]
     Encode(String),

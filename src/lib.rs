@@ -7,6 +7,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod interrupt;
 pub mod migrations;
 pub mod projections;
 pub mod rebuild;

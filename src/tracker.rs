@@ -7,9 +7,10 @@ use crate::domain::{Aggregate, Event, Payload, Upcasters, Value};
 use crate::error::{Error, Result};
 use crate::projections::cache::Cache;
 use crate::projections::{self, View};
+use crate::store::process::ProcessLocal;
 use crate::store::{self, Backend, EventStore, Notification, StoredEvent, Tx};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use uuid::Uuid;
@@ -21,9 +22,20 @@ pub const MAX_RETRIES: u32 = 10;
 pub const AGGREGATE_CACHE: usize = 1024;
 
 pub struct Tracker {
+    url: String,
     store: Arc<dyn EventStore>,
+    backend: Backend,
     views: Vec<View>,
     upcasters: &'static Upcasters,
+    /// Set by [`Tracker::close`]: every later call fails.
+    closed: AtomicBool,
+    /// The caches, this process's own: a forked child starts with empty
+    /// ones (never with mutexes a thread of its parent held at the fork).
+    local: ProcessLocal<Local>,
+}
+
+#[derive(Default)]
+struct Local {
     /// Aggregates as of their latest committed event. A command on a cached
     /// aggregate decides without reading its history; if another writer has
     /// appended to it meanwhile, the command's event takes a version that is
@@ -39,6 +51,12 @@ pub struct Tracker {
     /// from a later append means the log was replaced (a database dropped
     /// and created again), and the caches are dropped.
     high_water: AtomicI64,
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,14 +98,21 @@ impl Tracker {
         let url = store::resolve_url(url)?;
         let store = store::open(&url)?;
         let tracker = Tracker {
+            url,
+            backend: store.backend(),
             store,
             views,
             upcasters: Upcasters::standard(),
-            aggregates: Mutex::new(HashMap::new()),
-            facts: Mutex::new(None),
-            high_water: AtomicI64::new(0),
+            closed: AtomicBool::new(false),
+            local: ProcessLocal::new(),
         };
-        if !tracker.views.is_empty() {
+        if tracker.store.read_only() {
+            // Nothing can be projected: the views are read as they are.
+            log::debug!(
+                "{}: read-only, views not brought up to date",
+                tracker.store.masked_url()
+            );
+        } else if !tracker.views.is_empty() {
             crate::migrations::ensure_view_tables_in(tracker.store.as_ref())?;
             tracker.catch_up()?;
         }
@@ -98,6 +123,33 @@ impl Tracker {
         &self.store
     }
 
+    /// Releases this tracker's use of its store: when no other object of
+    /// this process uses the store, its connections close. Every later call
+    /// fails. Closing twice does nothing.
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            store::release(&self.url, &self.store);
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The store, unless the tracker was closed.
+    fn open_store(&self) -> Result<&dyn EventStore> {
+        if self.is_closed() {
+            return Err(Error::value(
+                "this WorkflowTracker was closed; make a new one to use the database again",
+            ));
+        }
+        Ok(self.store.as_ref())
+    }
+
+    fn local(&self) -> &Local {
+        self.local.get_or_init(Local::default)
+    }
+
     pub fn views(&self) -> &[View] {
         &self.views
     }
@@ -105,7 +157,7 @@ impl Tracker {
     /// Applies events written without this tracker's views.
     pub fn catch_up(&self) -> Result<u64> {
         let views = self.views.clone();
-        store::write_tx(self.store.as_ref(), |tx| projections::catch_up(tx, &views))
+        store::write_tx(self.open_store()?, |tx| projections::catch_up(tx, &views))
     }
 
     /// Runs one command: `decide` reads what it needs in the transaction and
@@ -123,10 +175,11 @@ impl Tracker {
     ) -> Result<Vec<Event>> {
         let mut attempt = 0;
         loop {
-            let mut facts = locked(&self.facts).take();
+            let local = self.local();
+            let mut facts = locked(&local.facts).take();
             let mut replaced = false;
             let mut touched: Vec<Uuid> = Vec::new();
-            let result = store::write_locked_tx(self.store.as_ref(), |tx| {
+            let result = store::write_locked_tx(self.open_store()?, |tx| {
                 let events = decide(tx)?;
                 touched = events.iter().map(|e| e.originator_id).collect();
                 let stored: Vec<StoredEvent> = events
@@ -141,7 +194,7 @@ impl Tracker {
                 let (ids, positions) = projections::append_and_positions(tx, &self.views, &stored)?;
                 if ids
                     .first()
-                    .is_some_and(|id| *id <= self.high_water.load(Ordering::Relaxed))
+                    .is_some_and(|id| *id <= local.high_water.load(Ordering::Relaxed))
                 {
                     replaced = true;
                     let e = &events[0];
@@ -157,20 +210,20 @@ impl Tracker {
             match result {
                 Ok((events, last)) => {
                     if let Some(last) = last {
-                        self.high_water.fetch_max(last, Ordering::Relaxed);
+                        local.high_water.fetch_max(last, Ordering::Relaxed);
                     }
-                    *locked(&self.facts) = facts;
+                    *locked(&local.facts) = facts;
                     self.remember(&events);
                     return Ok(events);
                 }
                 Err(Error::Conflict { id, version }) => {
                     if replaced {
                         log::info!("{what}: the event log was replaced; dropping cached state");
-                        locked(&self.aggregates).clear();
-                        self.high_water.store(0, Ordering::Relaxed);
+                        locked(&self.local().aggregates).clear();
+                        local.high_water.store(0, Ordering::Relaxed);
                     } else {
                         // Any of the command's aggregates may be the outdated one.
-                        let mut cache = locked(&self.aggregates);
+                        let mut cache = locked(&self.local().aggregates);
                         for t in &touched {
                             cache.remove(t);
                         }
@@ -198,7 +251,7 @@ impl Tracker {
 
     /// Folds a command's committed events into the cached aggregates.
     fn remember(&self, events: &[Event]) {
-        let mut cache = locked(&self.aggregates);
+        let mut cache = locked(&self.local().aggregates);
         for e in events {
             let id = e.originator_id;
             if e.originator_version == 0 {
@@ -228,11 +281,11 @@ impl Tracker {
     /// The aggregate's current state: the cached one, else read from the
     /// store (and cached).
     fn current(&self, tx: &mut dyn Tx, id: Uuid) -> Result<Aggregate> {
-        if let Some(agg) = locked(&self.aggregates).get(&id) {
+        if let Some(agg) = locked(&self.local().aggregates).get(&id) {
             return Ok(agg.clone());
         }
         let agg = self.load(tx, id)?;
-        let mut cache = locked(&self.aggregates);
+        let mut cache = locked(&self.local().aggregates);
         if cache.len() >= AGGREGATE_CACHE {
             cache.clear();
         }
@@ -282,7 +335,7 @@ impl Tracker {
             show(&description)
         );
         let name = Value::Str(name);
-        check_view_text(self.store.backend(), "name", &name)?;
+        check_view_text(self.backend, "name", &name)?;
         let payload = Payload::WorkflowInitiated {
             name,
             description,
@@ -309,8 +362,8 @@ impl Tracker {
             show(&task_version)
         );
         let task_name = Value::Str(task_name);
-        check_view_text(self.store.backend(), "task_name", &task_name)?;
-        check_view_text(self.store.backend(), "task_version", &task_version)?;
+        check_view_text(self.backend, "task_name", &task_name)?;
+        check_view_text(self.backend, "task_version", &task_version)?;
         let created = create_event(Payload::TaskCreated {
             workflow_id,
             task_name,
@@ -376,7 +429,7 @@ impl Tracker {
             "[WFT] Failing task: task_id={id}, error_message={}",
             show(&error_message)
         );
-        check_view_text(self.store.backend(), "error_message", &error_message)?;
+        check_view_text(self.backend, "error_message", &error_message)?;
         self.update("fail_task", id, Payload::TaskFailed { error_message })
     }
 
@@ -405,7 +458,7 @@ impl Tracker {
             "[WFT] Adding status to task: task_id={id}, status={}",
             show(&status)
         );
-        check_view_text(self.store.backend(), "status", &status)?;
+        check_view_text(self.backend, "status", &status)?;
         self.update("update_task_status", id, Payload::StatusUpdated { status })
     }
 
@@ -414,7 +467,7 @@ impl Tracker {
             "[WFT] Adding progress to task: task_id={id}, progress={}",
             show(&progress)
         );
-        check_view_text(self.store.backend(), "progress", &progress)?;
+        check_view_text(self.backend, "progress", &progress)?;
         self.update(
             "update_task_progress",
             id,
@@ -426,12 +479,12 @@ impl Tracker {
 
     /// The aggregate's current state.
     pub fn get(&self, id: Uuid) -> Result<Aggregate> {
-        store::read_tx(self.store.as_ref(), |tx| self.load(tx, id))
+        store::read_tx(self.open_store()?, |tx| self.load(tx, id))
     }
 
     /// Notifications with `id >= start`, at most `limit`, in id order.
     pub fn select(&self, start: i64, limit: usize) -> Result<Vec<Notification>> {
-        store::read_tx(self.store.as_ref(), |tx| {
+        store::read_tx(self.open_store()?, |tx| {
             tx.notifications(start.saturating_sub(1), None, limit)
         })
     }

@@ -224,11 +224,20 @@ fn misplaced(e: &Event) -> Error {
     ))
 }
 
+/// A random (version 4) id drawn from the operating system for each call, so
+/// that a forked child never repeats its parent's ids (a user-space generator
+/// would be copied with the process).
+pub fn new_id() -> Uuid {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).expect("the operating system's random source");
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 /// The first event of a new aggregate (WorkflowInitiated or TaskCreated).
 pub fn create_event(payload: Payload) -> Event {
     debug_assert!(payload.event_type().originator_topic().is_some());
     Event {
-        originator_id: Uuid::new_v4(),
+        originator_id: new_id(),
         originator_version: 0,
         timestamp: now(),
         payload,

@@ -16,8 +16,28 @@ fn raise(py: Python<'_>, class: &str, msg: String) -> PyErr {
     }
 }
 
+thread_local! {
+    /// The exception a signal handler raised during a wait in Rust.
+    static PENDING: std::cell::RefCell<Option<PyErr>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The interrupt hook of the core (`crate::interrupt`): runs Python's signal
+/// handlers (in the main thread); true when one raised (Ctrl-C).
+pub fn check_signals() -> bool {
+    Python::with_gil(|py| match py.check_signals() {
+        Ok(()) => false,
+        Err(e) => {
+            PENDING.with(|p| *p.borrow_mut() = Some(e));
+            true
+        }
+    })
+}
+
 pub fn to_py(err: Error) -> PyErr {
     Python::with_gil(|py| match err {
+        Error::Interrupted => PENDING
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted")),
         Error::NotFound(id) => raise(
             py,
             "AggregateNotFoundError",

@@ -6,9 +6,26 @@ use crate::store;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-fn open(url: Option<String>) -> crate::Result<std::sync::Arc<dyn store::EventStore>> {
+/// The shared store of a URL for one call; released after it.
+struct Opened(String, std::sync::Arc<dyn store::EventStore>);
+
+impl std::ops::Deref for Opened {
+    type Target = std::sync::Arc<dyn store::EventStore>;
+    fn deref(&self) -> &Self::Target {
+        &self.1
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        store::release(&self.0, &self.1);
+    }
+}
+
+fn open(url: Option<String>) -> crate::Result<Opened> {
     let url = store::resolve_url(url.as_deref())?;
-    store::open(&url)
+    let s = store::open(&url)?;
+    Ok(Opened(url, s))
 }
 
 /// Empties the chosen view tables and replays every event from the first.
@@ -134,7 +151,7 @@ pub fn status<'py>(
 #[pyfunction]
 pub fn execute_sql(py: Python<'_>, url: &str, sql: &str) -> PyResult<()> {
     py.allow_threads(|| {
-        let store = store::open(url)?;
+        let store = open(Some(url.to_owned()))?;
         // The SQL may drop view tables: check them again on next use.
         crate::migrations::forget(store.as_ref());
         store::write_tx(store.as_ref(), |tx| tx.execute_batch(sql))

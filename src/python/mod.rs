@@ -49,6 +49,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
             let _ = LOG_RESET.set(h);
         }
     }
+    crate::interrupt::set_hook(errors::check_signals);
     m.add_function(wrap_pyfunction!(reset_logging_cache, m)?)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::rebuild_views, m)?)?;

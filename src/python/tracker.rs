@@ -228,6 +228,29 @@ impl WorkflowTracker {
         py.allow_threads(|| self.inner.catch_up()).py()
     }
 
+    /// Releases the database (its connections close when no other object of
+    /// this process uses them); later calls raise ValueError. Also what
+    /// `with WorkflowTracker(url) as t:` does on exit.
+    fn close(&self, py: Python<'_>) {
+        py.allow_threads(|| self.inner.close())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "WorkflowTracker(url={:?}, views={:?})",

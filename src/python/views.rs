@@ -15,20 +15,56 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use std::sync::Arc;
 
-fn open_view_store(url: Option<String>) -> crate::Result<Arc<dyn EventStore>> {
+fn open_view_store(url: Option<String>) -> crate::Result<OpenStore> {
     let url = store::resolve_url(url.as_deref())?;
     let s = store::open(&url)?;
-    crate::migrations::ensure_view_tables_in(s.as_ref())?;
-    Ok(s)
+    let open = OpenStore {
+        url,
+        store: s,
+        closed: Default::default(),
+    };
+    crate::migrations::ensure_view_tables_in(open.store.as_ref())?;
+    Ok(open)
+}
+
+/// A view object's use of the shared store of its URL, until `close()`.
+struct OpenStore {
+    url: String,
+    store: Arc<dyn EventStore>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl OpenStore {
+    fn get(&self) -> PyResult<&dyn EventStore> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "this view object was closed; make a new one to read the database again",
+            ));
+        }
+        Ok(self.store.as_ref())
+    }
+
+    fn close(&self) {
+        if !self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            store::release(&self.url, &self.store);
+        }
+    }
+}
+
+impl Drop for OpenStore {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// Runs a read query with the GIL released.
 fn read<T: Send>(
     py: Python<'_>,
-    s: &Arc<dyn EventStore>,
+    s: &OpenStore,
     f: impl FnMut(&mut dyn Tx) -> crate::Result<T> + Send,
 ) -> PyResult<T> {
-    py.allow_threads(|| store::read_tx(s.as_ref(), f)).py()
+    let s = s.get()?;
+    py.allow_threads(|| store::read_tx(s, f)).py()
 }
 
 fn job_id_filter(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
@@ -50,7 +86,7 @@ pub struct Recorder {
 
 /// Shared parts of the four view classes.
 struct ViewBase {
-    store: Arc<dyn EventStore>,
+    store: OpenStore,
     view: View,
 }
 
@@ -73,8 +109,8 @@ impl ViewBase {
     /// always complete from the first event).
     fn pull_and_process(&self, py: Python<'_>) -> PyResult<u64> {
         let view = [self.view];
-        py.allow_threads(|| crate::rebuild::catch_up(self.store.as_ref(), &view))
-            .py()
+        let s = self.store.get()?;
+        py.allow_threads(|| crate::rebuild::catch_up(s, &view)).py()
     }
 }
 
@@ -124,8 +160,25 @@ macro_rules! view_common {
                 format!(
                     "{}(url={:?})",
                     stringify!($cls),
-                    self.base.store.masked_url()
+                    self.base.store.store.masked_url()
                 )
+            }
+
+            /// Releases the database (its connections close when no other
+            /// object of this process uses them); later queries raise
+            /// ValueError. Also what `with` does on exit.
+            fn close(&self, py: Python<'_>) {
+                py.allow_threads(|| self.base.store.close())
+            }
+
+            fn __enter__(slf: Py<Self>) -> Py<Self> {
+                slf
+            }
+
+            #[pyo3(signature = (*_exc))]
+            fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+                self.close(py);
+                false
             }
         }
     };

@@ -5,7 +5,9 @@
 //! command's events and runs the projectors, so events, view rows and tracking
 //! positions commit together or not at all.
 
+pub mod pool;
 pub mod postgres;
+pub mod process;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
@@ -13,7 +15,7 @@ pub mod url;
 use crate::error::{Error, Result};
 use chrono::NaiveDateTime;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 pub use url::DbUrl;
@@ -416,6 +418,15 @@ pub trait EventStore: Send + Sync {
 
     /// Runs `f` in a read-only transaction.
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+
+    /// Whether the store was opened read-only (writes then fail).
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    /// Closes this process's idle connections now (those in use close when
+    /// they are given back); the next use connects again.
+    fn close(&self) {}
 }
 
 /// Runs `f` in a write transaction and returns its value.
@@ -476,40 +487,56 @@ pub fn resolve_url(url: Option<&str>) -> Result<String> {
     }
 }
 
-fn registry() -> &'static Mutex<HashMap<String, Arc<dyn EventStore>>> {
-    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn EventStore>>>> = OnceLock::new();
+/// Each store with the number of its users that have not released it.
+type Registry = Mutex<HashMap<String, (Arc<dyn EventStore>, usize)>>;
+
+/// The stores this process opened, by URL. A forked child starts with an
+/// empty registry of its own (see [`process`]).
+fn registry() -> &'static Registry {
+    static STORES: process::ProcessLocal<Registry> = process::ProcessLocal::new();
     STORES.get_or_init(Default::default)
 }
 
 /// The store for `url`, shared by every object of this process that uses the
 /// same URL (one pool per URL; one database for `sqlite:///:memory:`). The
-/// event and tracking tables are created on first open.
+/// event and tracking tables are created on first open (unless read-only).
 pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
     let parsed = DbUrl::parse(url)?;
     let key = url.trim().to_owned();
-    if let Some(store) = registry()
+    if let Some((store, users)) = registry()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
+        .get_mut(&key)
     {
+        *users += 1;
         return Ok(store.clone());
     }
     let store: Arc<dyn EventStore> = match &parsed {
         DbUrl::Sqlite {
             location,
             synchronous,
-        } => Arc::new(sqlite::SqliteStore::open(location, *synchronous)?),
+            read_only,
+        } => Arc::new(sqlite::SqliteStore::open(
+            location,
+            *synchronous,
+            *read_only,
+        )?),
         DbUrl::Postgres(target) => {
             Arc::new(postgres::PostgresStore::open(target, parsed.masked())?)
         }
     };
-    write_tx(store.as_ref(), schema::ensure_event_tables)?;
+    if !store.read_only() {
+        write_tx(store.as_ref(), schema::ensure_event_tables)?;
+    }
     let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
-    Ok(reg.entry(key).or_insert(store).clone())
+    let entry = reg.entry(key).or_insert((store, 0));
+    entry.1 += 1;
+    Ok(entry.0.clone())
 }
 
-/// Forgets the shared store of `url` (its pool closes when the last user
-/// drops it). The memory database is kept for the life of the process.
+/// Forgets this process's shared store of `url` and closes its idle
+/// connections (objects still using it connect again on their next call).
+/// The memory database is kept for the life of the process.
 pub fn close(url: &str) {
     if matches!(
         DbUrl::parse(url),
@@ -520,10 +547,50 @@ pub fn close(url: &str) {
     ) {
         return; // the process's one memory database stays
     }
-    registry()
+    let store = registry()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(url.trim());
+    if let Some((s, _)) = store {
+        s.close();
+    }
+}
+
+/// Gives back one user's use of the shared store of `url` (one call per
+/// [`open`]): when no user of this process is left, the store is forgotten
+/// and its connections are closed (files and server sessions released). A
+/// store inherited from a parent process closes only this process's own
+/// connections (see [`process`]).
+pub fn release(url: &str, store: &Arc<dyn EventStore>) {
+    let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+    let key = url.trim();
+    match reg.get_mut(key) {
+        Some((shared, users)) if Arc::ptr_eq(shared, store) => {
+            *users = users.saturating_sub(1);
+            if *users > 0 {
+                return;
+            }
+        }
+        _ => {
+            // Already forgotten by `close(url)`, which closed it; close
+            // what it connected since (others using it connect again).
+            drop(reg);
+            store.close();
+            return;
+        }
+    }
+    if matches!(
+        DbUrl::parse(key),
+        Ok(DbUrl::Sqlite {
+            location: url::SqliteLocation::Memory,
+            ..
+        })
+    ) {
+        return; // the process's one memory database stays
+    }
+    reg.remove(key);
+    drop(reg);
+    store.close();
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The Postgres event store (`postgres` + `r2d2_postgres`).
+//! The Postgres event store (`postgres`, pooled by `store::pool`).
 //!
 //! Each insert transaction takes `LOCK TABLE workflowtracker_events IN
 //! EXCLUSIVE MODE`, as eventsourcing_sqlalchemy does, so notification ids
@@ -6,6 +6,8 @@
 //! are serialised with every other writer.
 
 use crate::error::{Error, Result};
+use crate::store::pool::{Manager, Pool, Pooled};
+use crate::store::process::ProcessLocal;
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::PostgresTarget;
 use crate::store::{
@@ -16,9 +18,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
 use postgres::{NoTls, Statement};
-use r2d2::{ManageConnection, Pool};
-use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -53,32 +54,40 @@ impl Prepared {
     }
 }
 
-/// r2d2_postgres's manager, keeping a statement cache with each connection.
-pub struct CachingManager(PostgresConnectionManager<NoTls>);
+/// Opens the pool's connections, each with its statement caches.
+pub struct CachingManager {
+    config: postgres::Config,
+    masked: String,
+    endpoint: String,
+}
 
-impl ManageConnection for CachingManager {
-    type Connection = PgConn;
-    type Error = postgres::Error;
+impl Manager for CachingManager {
+    type Conn = PgConn;
 
-    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
+    fn connect(&self) -> Result<PgConn> {
+        let client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| connect_err(&self.endpoint, &self.masked, chain(&e)))?;
         Ok(PgConn {
-            client: self.0.connect()?,
+            client,
             statements: HashMap::new(),
             prepared: Prepared::default(),
         })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
-        self.0.is_valid(&mut conn.client)
-    }
-
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        self.0.has_broken(&mut conn.client)
+        conn.client.is_closed()
     }
 }
 
 pub struct PostgresStore {
-    pool: Pool<CachingManager>,
+    config: postgres::Config,
+    connect_timeout: Duration,
+    /// This process's pool (a forked child makes its own, with its own
+    /// server sessions and prepared statements); `None` after
+    /// [`EventStore::close`] until the next use.
+    pool: ProcessLocal<Mutex<Option<Pool<CachingManager>>>>,
     masked: String,
     /// "host:port" for messages.
     endpoint: String,
@@ -90,49 +99,52 @@ impl PostgresStore {
         config
             .host(&target.host)
             .port(target.port)
-            .connect_timeout(target.connect_timeout);
-        if let Some(u) = &target.user {
-            config.user(u);
-        } else {
-            config.user(&std::env::var("USER").unwrap_or_else(|_| "postgres".into()));
-        }
-        if let Some(p) = &target.password {
+            .connect_timeout(target.connect_timeout)
+            .user(&target.effective_user());
+        if let Some(p) = target.effective_password() {
             config.password(p);
         }
         if let Some(d) = &target.dbname {
             config.dbname(d);
         }
         config.application_name(target.application_name.as_deref().unwrap_or("biomero_rs"));
-        let endpoint = format!("{}:{}", target.host, target.port);
-        let manager = CachingManager(PostgresConnectionManager::new(config, NoTls));
-        // One direct attempt first: an unreachable server or a bad login is
-        // reported at once, with its cause, instead of after the pool's wait.
-        let first = manager
-            .connect()
-            .map_err(|e| connect_err(&endpoint, &masked, chain(&e)))?;
-        let pool = Pool::builder()
-            .max_size(16)
-            // No ping per checkout (a round trip per command): a connection
-            // the server closed is caught when its BEGIN fails.
-            .test_on_check_out(false)
-            .min_idle(Some(0))
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .connection_timeout(target.connect_timeout + Duration::from_secs(1))
-            .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(manager)
-            .map_err(|e| connect_err(&endpoint, &masked, chain(&e)))?;
-        drop(first);
-        Ok(PostgresStore {
-            pool,
+        let store = PostgresStore {
+            config,
+            connect_timeout: target.connect_timeout,
+            pool: ProcessLocal::new(),
+            endpoint: format!("{}:{}", target.host, target.port),
             masked,
-            endpoint,
-        })
+        };
+        // Connect now: an unreachable server or a bad login is reported at
+        // once, with its cause.
+        drop(store.conn()?);
+        Ok(store)
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<CachingManager>> {
-        self.pool
-            .get()
-            .map_err(|e| connect_err(&self.endpoint, &self.masked, e))
+    /// This process's pool, made on first use (and again after close).
+    fn pool(&self) -> Result<Pool<CachingManager>> {
+        let slot = self.pool.get_or_init(|| Mutex::new(None));
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let manager = CachingManager {
+            config: self.config.clone(),
+            masked: self.masked.clone(),
+            endpoint: self.endpoint.clone(),
+        };
+        let pool = Pool::new(
+            manager,
+            POOL_SIZE as usize,
+            self.connect_timeout + Duration::from_secs(1),
+            Some(Duration::from_secs(300)),
+        );
+        *slot = Some(pool.clone());
+        Ok(pool)
+    }
+
+    fn conn(&self) -> Result<Pooled<CachingManager>> {
+        self.pool()?.get()
     }
 }
 
@@ -179,6 +191,12 @@ impl EventStore for PostgresStore {
 
     fn masked_url(&self) -> String {
         self.masked.clone()
+    }
+
+    fn close(&self) {
+        if let Some(slot) = self.pool.get() {
+            slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
     }
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {

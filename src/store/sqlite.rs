@@ -1,10 +1,12 @@
-//! The SQLite event store (rusqlite with bundled SQLite, pooled by r2d2).
+//! The SQLite event store (rusqlite, pooled by `store::pool`).
 //!
 //! WAL journal, `synchronous=FULL` unless the URL asks for `normal`, a busy
 //! timeout instead of "database is locked", and `BEGIN IMMEDIATE` for every
 //! write so that writers queue instead of failing.
 
 use crate::error::{Error, Result};
+use crate::store::pool::{Manager, Pool, Pooled};
+use crate::store::process::ProcessLocal;
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::{SqliteLocation, Synchronous};
 use crate::store::{
@@ -12,10 +14,10 @@ use crate::store::{
     NotificationRef, Sql, StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
 };
 use chrono::NaiveDateTime;
-use r2d2::{ManageConnection, Pool};
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params_from_iter, Connection, ErrorCode, ToSql, TransactionBehavior};
+use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -26,22 +28,144 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 pub struct SqliteStore {
-    pool: Pool<SqliteConnectionManager>,
+    location: SqliteLocation,
+    synchronous: Synchronous,
+    /// Opened read-only (`?mode=ro`, or a file or folder this process
+    /// cannot write): reads work, writes fail with a clear error.
+    read_only: Option<String>,
+    /// This process's pool (a forked child makes its own); `None` after
+    /// [`EventStore::close`] until the next use.
+    pool: Arc<PoolSlot>,
     masked: String,
 }
 
-impl SqliteStore {
-    pub fn open(location: &SqliteLocation, synchronous: Synchronous) -> Result<SqliteStore> {
-        let sync = match synchronous {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
+type PoolSlot = ProcessLocal<Mutex<Option<Pool<SqliteManager>>>>;
+
+/// The pools of every SQLite file store of this process, for [`before_fork`].
+fn live_pools() -> &'static Mutex<Vec<Weak<PoolSlot>>> {
+    static LIVE: ProcessLocal<Mutex<Vec<Weak<PoolSlot>>>> = ProcessLocal::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// Runs in the parent just before any `fork()` (pthread_atfork): closes the
+/// idle connections of every SQLite file pool. SQLite keeps the locks of a
+/// file's connections in process-wide tables; a child that inherited them
+/// would take the parent's locks for its own and wait for them forever.
+/// (The parent reconnects on its next call.)
+extern "C" fn before_fork() {
+    let pools: Vec<Arc<PoolSlot>> = {
+        let live = live_pools().lock().unwrap_or_else(|e| e.into_inner());
+        live.iter().filter_map(Weak::upgrade).collect()
+    };
+    for slot in pools {
+        if let Some(m) = slot.get() {
+            let pool = m.lock().unwrap_or_else(|e| e.into_inner()).take();
+            drop(pool);
+        }
+    }
+}
+
+fn register_pool(slot: &Arc<PoolSlot>) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        // SAFETY: a plain function without arguments, registered once.
+        unsafe { libc::pthread_atfork(Some(before_fork), None, None) };
+    });
+    let mut live = live_pools().lock().unwrap_or_else(|e| e.into_inner());
+    live.retain(|w| w.strong_count() > 0);
+    live.push(Arc::downgrade(slot));
+}
+
+/// Opens SQLite connections for the pool.
+pub struct SqliteManager {
+    path: Option<PathBuf>,
+    read_only: bool,
+    sync: &'static str,
+}
+
+impl SqliteManager {
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let mut c = match &self.path {
+            None => Connection::open_in_memory()?,
+            Some(p) if self.read_only => Connection::open_with_flags(
+                p,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?,
+            Some(p) => Connection::open(p)?,
         };
-        let (manager, max_size, masked) = match location {
-            SqliteLocation::Memory => (
-                SqliteConnectionManager::memory(),
-                1,
-                "sqlite:///:memory:".to_owned(),
-            ),
+        init_connection(&mut c, self.path.is_some() && !self.read_only, self.sync)?;
+        Ok(c)
+    }
+}
+
+impl Manager for SqliteManager {
+    type Conn = Connection;
+
+    fn connect(&self) -> Result<Connection> {
+        self.open().map_err(sql_err)
+    }
+
+    fn has_broken(&self, _: &mut Connection) -> bool {
+        false
+    }
+}
+
+/// Busy handling, statement cache, WAL and synchronous for a new connection.
+fn init_connection(c: &mut Connection, wal: bool, sync: &str) -> rusqlite::Result<()> {
+    c.busy_timeout(BUSY_TIMEOUT)?;
+    // The projectors use a few dozen distinct statements; rusqlite's
+    // default cache of 16 would re-prepare them all the time.
+    c.set_prepared_statement_cache_capacity(128);
+    if wal {
+        // Switching a new file to WAL takes its exclusive lock, and
+        // SQLite answers "database is locked" at once (no busy wait)
+        // while other processes open it at the same moment: retry.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+                Ok(_) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    c.execute_batch(&format!("PRAGMA synchronous={sync};"))
+}
+
+/// Why this process cannot write the SQLite file at `path` (None: it can).
+fn unwritable(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let can_write = |p: &std::path::Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+        // SAFETY: a valid NUL-terminated path.
+        Some(unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+    };
+    if path.exists() && can_write(path) == Some(false) {
+        return Some("the file is not writable".into());
+    }
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    if path.exists() && can_write(&dir) == Some(false) {
+        return Some("its folder is not writable".into());
+    }
+    None
+}
+
+impl SqliteStore {
+    pub fn open(
+        location: &SqliteLocation,
+        synchronous: Synchronous,
+        read_only: bool,
+    ) -> Result<SqliteStore> {
+        let masked = match location {
+            SqliteLocation::Memory => "sqlite:///:memory:".to_owned(),
             SqliteLocation::File(path) => {
                 if path.as_os_str().as_encoded_bytes().contains(&0) {
                     return Err(Error::value(
@@ -56,68 +180,86 @@ impl SqliteStore {
                         )));
                     }
                 }
-                (
-                    SqliteConnectionManager::file(path),
-                    8,
-                    format!("sqlite:///{}", path.display()),
-                )
+                format!("sqlite:///{}", path.display())
             }
         };
-        let is_file = matches!(location, SqliteLocation::File(_));
-        let manager = manager.with_init(move |c: &mut Connection| {
-            c.busy_timeout(BUSY_TIMEOUT)?;
-            // The projectors use a few dozen distinct statements; rusqlite's
-            // default cache of 16 would re-prepare them all the time.
-            c.set_prepared_statement_cache_capacity(128);
-            if is_file {
-                // Switching a new file to WAL takes its exclusive lock, and
-                // SQLite answers "database is locked" at once (no busy wait)
-                // while other processes open it at the same moment: retry.
-                let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
-                loop {
-                    match c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
-                        Ok(_) => break,
-                        Err(rusqlite::Error::SqliteFailure(e, _))
-                            if e.code == rusqlite::ErrorCode::DatabaseBusy
-                                && std::time::Instant::now() < deadline =>
-                        {
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                        Err(e) => return Err(e),
-                    }
+        let read_only = match location {
+            SqliteLocation::Memory => None,
+            SqliteLocation::File(path) if read_only => {
+                if !path.exists() {
+                    return Err(Error::value(format!(
+                        "url: mode=ro, but the SQLite file {} does not exist",
+                        path.display()
+                    )));
                 }
+                Some("opened with mode=ro".to_owned())
             }
-            c.execute_batch(&format!("PRAGMA synchronous={sync};"))?;
-            Ok(())
-        });
+            SqliteLocation::File(path) => unwritable(path),
+        };
+        let store = SqliteStore {
+            location: location.clone(),
+            synchronous,
+            read_only,
+            pool: Arc::new(ProcessLocal::new()),
+            masked,
+        };
+        if matches!(location, SqliteLocation::File(_)) {
+            register_pool(&store.pool);
+        }
         // One direct attempt first: a file that cannot be opened (a folder, no
         // permission, not a database) is reported at once with its cause,
         // instead of after the pool's wait of BUSY_TIMEOUT.
-        if is_file {
-            drop(manager.connect().map_err(|e| db_err(&masked, e))?);
+        if matches!(location, SqliteLocation::File(_)) {
+            drop(
+                store
+                    .manager()
+                    .open()
+                    .map_err(|e| db_err(&store.masked, e))?,
+            );
         }
-        // A memory database lives as long as its one connection: keep it.
-        let pool = Pool::builder()
-            .max_size(max_size)
-            .min_idle(if is_file { Some(0) } else { Some(1) })
-            .idle_timeout(if is_file {
-                Some(Duration::from_secs(600))
-            } else {
-                None
-            })
-            .max_lifetime(if is_file {
-                Some(Duration::from_secs(3600))
-            } else {
-                None
-            })
-            .connection_timeout(BUSY_TIMEOUT)
-            .build(manager)
-            .map_err(|e| db_err(&masked, e))?;
-        Ok(SqliteStore { pool, masked })
+        store.pool()?;
+        Ok(store)
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
-        self.pool.get().map_err(|e| db_err(&self.masked, e))
+    fn manager(&self) -> SqliteManager {
+        SqliteManager {
+            path: match &self.location {
+                SqliteLocation::Memory => None,
+                SqliteLocation::File(p) => Some(p.clone()),
+            },
+            read_only: self.read_only.is_some(),
+            sync: match self.synchronous {
+                Synchronous::Full => "FULL",
+                Synchronous::Normal => "NORMAL",
+            },
+        }
+    }
+
+    /// This process's pool, made on first use (and again after close).
+    fn pool(&self) -> Result<Pool<SqliteManager>> {
+        let slot = self.pool.get_or_init(|| Mutex::new(None));
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let is_file = matches!(self.location, SqliteLocation::File(_));
+        // A memory database lives as long as its one connection: keep it
+        // (opened now, never closed for idleness).
+        let pool = Pool::new(
+            self.manager(),
+            if is_file { 8 } else { 1 },
+            BUSY_TIMEOUT,
+            is_file.then(|| Duration::from_secs(600)),
+        );
+        if !is_file {
+            drop(pool.get()?);
+        }
+        *slot = Some(pool.clone());
+        Ok(pool)
+    }
+
+    fn conn(&self) -> Result<Pooled<SqliteManager>> {
+        self.pool()?.get()
     }
 }
 
@@ -144,7 +286,28 @@ impl EventStore for SqliteStore {
         self.masked.clone()
     }
 
+    fn read_only(&self) -> bool {
+        self.read_only.is_some()
+    }
+
+    fn close(&self) {
+        if matches!(self.location, SqliteLocation::File(_)) {
+            if let Some(slot) = self.pool.get() {
+                slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            }
+        }
+    }
+
     fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        if let Some(why) = &self.read_only {
+            return Err(Error::Database {
+                backend: "sqlite",
+                message: format!(
+                    "{} is read-only ({why}): this call writes to the database",
+                    self.masked
+                ),
+            });
+        }
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

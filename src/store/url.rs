@@ -38,6 +38,8 @@ pub enum DbUrl {
     Sqlite {
         location: SqliteLocation,
         synchronous: Synchronous,
+        /// `?mode=ro`: open the file read-only.
+        read_only: bool,
     },
     Postgres(PostgresTarget),
 }
@@ -51,11 +53,11 @@ impl DbUrl {
             ));
         }
         let Some((scheme, rest)) = url.split_once("://") else {
-            let scheme = url.split(':').next().unwrap_or_default();
-            return Err(Error::value(format!(
-                "url: not a database URL (scheme {scheme:?} without \"://\"; expected sqlite:///path.db or \
-                 postgresql://user@host/db)"
-            )));
+            // The text before ':' may be a user name: it is not echoed.
+            return Err(Error::value(
+                "url: not a database URL (no \"://\" after the scheme; expected sqlite:///path.db or \
+                 postgresql://user:password@host/db)",
+            ));
         };
         // The user info ends at the last '@' (a password may hold '/', '?'
         // or '@'); nothing of it ever goes into a message.
@@ -164,8 +166,16 @@ fn decode(s: &str, what: &str) -> Result<String> {
 
 fn parse_sqlite(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
     let mut synchronous = Synchronous::Full;
+    let mut read_only = false;
     for (k, v) in params {
         match (k.as_str(), v.to_ascii_lowercase().as_str()) {
+            ("mode", "ro") => read_only = true,
+            ("mode", "rw" | "rwc") => read_only = false,
+            ("mode", _) => {
+                return Err(Error::value(format!(
+                    "url: mode={v:?} is not supported (use ro for a read-only database, or rw)"
+                )))
+            }
             ("synchronous", "full") => synchronous = Synchronous::Full,
             ("synchronous", "normal") => synchronous = Synchronous::Normal,
             ("synchronous", _) => {
@@ -192,9 +202,15 @@ fn parse_sqlite(rest: &str, params: &[(String, String)]) -> Result<DbUrl> {
             SqliteLocation::File(PathBuf::from(decode(p, "path")?))
         }
     };
+    if read_only && location == SqliteLocation::Memory {
+        return Err(Error::value(
+            "url: mode=ro needs an SQLite file (an empty memory database cannot be read-only)",
+        ));
+    }
     Ok(DbUrl::Sqlite {
         location,
         synchronous,
+        read_only,
     })
 }
 
@@ -270,9 +286,108 @@ fn parse_postgres(
     Ok(DbUrl::Postgres(target))
 }
 
+impl PostgresTarget {
+    /// The user name libpq would log in as: the URL's, else `PGUSER`, else
+    /// the operating system's user.
+    pub fn effective_user(&self) -> String {
+        self.user
+            .clone()
+            .or_else(|| std::env::var("PGUSER").ok().filter(|u| !u.is_empty()))
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "postgres".into())
+    }
+
+    /// The password as libpq finds it: the URL's, else `PGPASSWORD`, else
+    /// the first matching line of the password file (`PGPASSFILE`, else
+    /// `~/.pgpass`; ignored, with a warning, when others may read it).
+    pub fn effective_password(&self) -> Option<String> {
+        if let Some(p) = &self.password {
+            return Some(p.clone());
+        }
+        if let Ok(p) = std::env::var("PGPASSWORD") {
+            if !p.is_empty() {
+                return Some(p);
+            }
+        }
+        let file = match std::env::var_os("PGPASSFILE") {
+            Some(f) if !f.is_empty() => PathBuf::from(f),
+            _ => PathBuf::from(std::env::var_os("HOME")?).join(".pgpass"),
+        };
+        let meta = std::fs::metadata(&file).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                log::warn!(
+                    "password file {} has group or world access; permissions should be u=rw (0600) \
+                     or less: not used",
+                    file.display()
+                );
+                return None;
+            }
+        }
+        let text = std::fs::read_to_string(&file).ok()?;
+        let user = self.effective_user();
+        let db = self.dbname.clone().unwrap_or_else(|| user.clone());
+        let host = if self.host.starts_with('/')
+            && ["/var/run/postgresql", "/run/postgresql", "/tmp"].contains(&self.host.as_str())
+        {
+            "localhost"
+        } else {
+            self.host.as_str()
+        };
+        let port = self.port.to_string();
+        pgpass_lookup(&text, [host, &port, &db, &user])
+    }
+}
+
+/// The password of the first line of a `.pgpass` text whose four fields
+/// (host, port, database, user; `*` matches anything) match `want`.
+fn pgpass_lookup(text: &str, want: [&str; 4]) -> Option<String> {
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        // Fields split at ':' not escaped with '\'; '\' escapes ':' and '\'.
+        let mut fields: Vec<String> = vec![String::new()];
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        fields.last_mut().expect("one field").push(n);
+                    }
+                }
+                ':' if fields.len() < 5 => fields.push(String::new()),
+                c => fields.last_mut().expect("one field").push(c),
+            }
+        }
+        if fields.len() != 5 {
+            continue;
+        }
+        if fields[..4]
+            .iter()
+            .zip(want)
+            .all(|(f, w)| f == "*" || f == w)
+        {
+            return Some(fields.pop().expect("five fields"));
+        }
+    }
+    None
+}
+
+/// The port, or an error that does not echo it: in a URL whose `@` was
+/// forgotten (`postgresql://user:secret/db`) the "port" is the password.
 fn parse_port(p: &str) -> Result<u16> {
-    p.parse()
-        .map_err(|_| Error::value(format!("url: port {p:?} is not a number from 1 to 65535")))
+    p.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+        Error::value(
+            "url: the port after the host is not a number from 1 to 65535 (if the URL holds a \
+             user and password, check that an '@' separates them from the host: \
+             postgresql://user:password@host:port/db)",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -324,13 +439,44 @@ mod tests {
     }
 
     #[test]
+    fn pgpass_lines_match_as_libpq_reads_them() {
+        let text =
+            "# comment\nother:5432:*:*:no\nlocalhost:5432:db\\:x:bio:p\\:w\\\\d\n*:*:*:bio:star\n";
+        assert_eq!(
+            pgpass_lookup(text, ["localhost", "5432", "db:x", "bio"]).as_deref(),
+            Some("p:w\\d")
+        );
+        assert_eq!(
+            pgpass_lookup(text, ["h", "1", "d", "bio"]).as_deref(),
+            Some("star")
+        );
+        assert_eq!(pgpass_lookup(text, ["h", "1", "d", "eve"]), None);
+    }
+
+    #[test]
+    fn a_forgotten_at_does_not_echo_the_password() {
+        for url in [
+            "postgresql://alice:S3cr3t!pw/db",
+            "postgresql+psycopg2://alice:S3cr3t!pw",
+            "alice:S3cr3t!pw@host/db",
+            "postgresql://alice:S3cr3t!pw@host:S3cr3t!pw/db",
+        ] {
+            let e = DbUrl::parse(url).unwrap_err().to_string();
+            assert!(!e.contains("S3cr3t") && !e.contains("alice"), "{e}");
+        }
+    }
+
+    #[test]
     fn bad_urls_name_the_scheme_and_hide_the_password() {
         let e = DbUrl::parse("mysql://root:hunter2@localhost/db")
             .unwrap_err()
             .to_string();
         assert!(e.contains("mysql") && !e.contains("hunter2"), "{e}");
         let e = DbUrl::parse("nonsense:hunter2").unwrap_err().to_string();
-        assert!(e.contains("not a database URL"), "{e}");
+        assert!(
+            e.contains("not a database URL") && !e.contains("hunter2"),
+            "{e}"
+        );
         assert!(DbUrl::parse("").is_err());
         let e = DbUrl::parse("postgresql://u:hunter2@h/db?sslmode=require")
             .unwrap_err()
