@@ -121,6 +121,7 @@ pub fn rebuild_with(
             let mut done = 0;
             report(0, total)?;
             while positions.iter().any(|p| *p < upto) {
+                crate::interrupt::check()?; // rolls the whole rebuild back
                 done += step(tx, &mut cache, views, &mut positions, upto, batch)?;
                 report(done, total)?;
             }
@@ -135,6 +136,8 @@ pub fn rebuild_with(
             let mut positions = vec![0; views.len()];
             let mut done = 0;
             while positions.iter().any(|p| *p < upto) {
+                // Batches committed so far stay; a catch-up finishes.
+                crate::interrupt::check()?;
                 done += store::write_tx(store, |tx| {
                     let mut p = positions.clone();
                     let n = step(tx, &mut cache, views, &mut p, upto, batch)?;

@@ -5,6 +5,7 @@
 //! command's events and runs the projectors, so events, view rows and tracking
 //! positions commit together or not at all.
 
+pub mod pg_client;
 pub mod pool;
 pub mod postgres;
 pub mod process;

@@ -123,9 +123,7 @@ impl<M: Manager> Pool<M> {
                 .wait_timeout(state, step)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
-            if let Err(e) = crate::interrupt::check() {
-                return Err(e);
-            }
+            crate::interrupt::check()?;
         }
     }
 

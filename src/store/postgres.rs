@@ -6,6 +6,7 @@
 //! are serialised with every other writer.
 
 use crate::error::{Error, Result};
+use crate::store::pg_client::{Bounds, PgClient, PgFail};
 use crate::store::pool::{Manager, Pool, Pooled};
 use crate::store::process::ProcessLocal;
 use crate::store::schema::EVENTS_TABLE;
@@ -17,7 +18,7 @@ use crate::store::{
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
-use postgres::{NoTls, Statement};
+use postgres::Statement;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use uuid::Uuid;
 /// A pooled connection with the statements it has prepared, so that each
 /// statement is parsed once per connection, not once per transaction.
 pub struct PgConn {
-    client: postgres::Client,
+    client: PgClient,
     statements: HashMap<String, Statement>,
     prepared: Prepared,
 }
@@ -56,7 +57,8 @@ impl Prepared {
 
 /// Opens the pool's connections, each with its statement caches.
 pub struct CachingManager {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
+    bounds: Bounds,
     masked: String,
     endpoint: String,
 }
@@ -65,10 +67,11 @@ impl Manager for CachingManager {
     type Conn = PgConn;
 
     fn connect(&self) -> Result<PgConn> {
-        let client = self
-            .config
-            .connect(NoTls)
-            .map_err(|e| connect_err(&self.endpoint, &self.masked, chain(&e)))?;
+        let client = PgClient::connect(&self.config, self.bounds.clone()).map_err(|e| match e {
+            PgFail::Interrupted => Error::Interrupted,
+            PgFail::Pg(e) => connect_err(&self.endpoint, &self.masked, chain(&e)),
+            other => connect_err(&self.endpoint, &self.masked, fail_text(&other)),
+        })?;
         Ok(PgConn {
             client,
             statements: HashMap::new(),
@@ -82,8 +85,8 @@ impl Manager for CachingManager {
 }
 
 pub struct PostgresStore {
-    config: postgres::Config,
-    connect_timeout: Duration,
+    config: tokio_postgres::Config,
+    bounds: Bounds,
     /// This process's pool (a forked child makes its own, with its own
     /// server sessions and prepared statements); `None` after
     /// [`EventStore::close`] until the next use.
@@ -95,12 +98,12 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub fn open(target: &PostgresTarget, masked: String) -> Result<PostgresStore> {
-        let mut config = postgres::Config::new();
+        let mut config = tokio_postgres::Config::new();
         config
             .host(&target.host)
             .port(target.port)
             .connect_timeout(target.connect_timeout)
-            .user(&target.effective_user());
+            .user(target.effective_user());
         if let Some(p) = target.effective_password() {
             config.password(p);
         }
@@ -110,7 +113,10 @@ impl PostgresStore {
         config.application_name(target.application_name.as_deref().unwrap_or("biomero_rs"));
         let store = PostgresStore {
             config,
-            connect_timeout: target.connect_timeout,
+            bounds: Bounds {
+                connect_timeout: target.connect_timeout,
+                command_timeout: target.command_timeout,
+            },
             pool: ProcessLocal::new(),
             endpoint: format!("{}:{}", target.host, target.port),
             masked,
@@ -130,13 +136,14 @@ impl PostgresStore {
         }
         let manager = CachingManager {
             config: self.config.clone(),
+            bounds: self.bounds.clone(),
             masked: self.masked.clone(),
             endpoint: self.endpoint.clone(),
         };
         let pool = Pool::new(
             manager,
             POOL_SIZE as usize,
-            self.connect_timeout + Duration::from_secs(1),
+            self.bounds.connect_timeout + Duration::from_secs(1),
             Some(Duration::from_secs(300)),
         );
         *slot = Some(pool.clone());
@@ -173,11 +180,25 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn pg_err(e: postgres::Error) -> Error {
-    let message = match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => chain(&e),
-    };
+/// What a failure says, for messages.
+fn fail_text(e: &PgFail) -> String {
+    match e {
+        PgFail::Pg(e) => match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => chain(e),
+        },
+        PgFail::NoAnswer(m) => m.clone(),
+        PgFail::Interrupted => "interrupted".into(),
+        PgFail::Abandoned => "the connection was closed after an earlier failure".into(),
+    }
+}
+
+fn pg_err(e: impl Into<PgFail>) -> Error {
+    let e = e.into();
+    if matches!(e, PgFail::Interrupted) {
+        return Error::Interrupted;
+    }
+    let message = fail_text(&e);
     Error::Database {
         backend: "postgres",
         message: crate::store::url::mask(&message),
@@ -268,6 +289,7 @@ impl PostgresStore {
             let retry = matches!(result, Err(Error::Database { .. }))
                 && !committing
                 && attempt <= POOL_SIZE
+                && !conn.client.abandoned()
                 && (conn.client.is_closed()
                     || conn.client.is_valid(Duration::from_secs(5)).is_err());
             if retry {
@@ -400,7 +422,7 @@ fn lock_log_sql() -> String {
 /// [`finish`](PgTx::finish) (an error, a panic) it rolls back, so the
 /// connection goes back to the pool idle.
 pub struct PgTx<'a> {
-    client: &'a mut postgres::Client,
+    client: &'a mut PgClient,
     /// The connection's prepared statements, by SQL text.
     statements: &'a mut HashMap<String, Statement>,
     prepared: &'a mut Prepared,
@@ -882,10 +904,8 @@ impl Tx for PgTx<'_> {
         let stmt = self.statement(&format!(
             "SELECT COALESCE(MAX(id), 0)::bigint FROM {EVENTS_TABLE}"
         ))?;
-        self.client
-            .query_one(&stmt, &[])
-            .and_then(|r| r.try_get(0))
-            .map_err(pg_err)
+        let row = self.client.query_one(&stmt, &[]).map_err(pg_err)?;
+        row.try_get(0).map_err(pg_err)
     }
 
     fn execute(&mut self, sql: &str, params: &[Sql]) -> Result<u64> {
@@ -999,7 +1019,7 @@ impl Tx for PgTx<'_> {
         // committed after this one started (concurrent starters).
         let row = self
             .client
-            .query_one(
+            .query_one_sql(
                 "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = $1",
                 &[&table],
             )

@@ -80,6 +80,10 @@ fn register_pool(slot: &Arc<PoolSlot>) {
 pub struct SqliteManager {
     path: Option<PathBuf>,
     read_only: bool,
+    /// Read-only in a folder this process cannot write, without a `-wal`
+    /// file: SQLite could not make the WAL index, so the file is read as
+    /// immutable (a snapshot; nothing else may be writing it).
+    immutable: bool,
     sync: &'static str,
 }
 
@@ -87,6 +91,24 @@ impl SqliteManager {
     fn open(&self) -> rusqlite::Result<Connection> {
         let mut c = match &self.path {
             None => Connection::open_in_memory()?,
+            Some(p) if self.immutable => {
+                let mut uri = String::from("file:");
+                for c in p.to_string_lossy().chars() {
+                    match c {
+                        '?' => uri.push_str("%3f"),
+                        '#' => uri.push_str("%23"),
+                        '%' => uri.push_str("%25"),
+                        c => uri.push(c),
+                    }
+                }
+                uri.push_str("?immutable=1");
+                Connection::open_with_flags(
+                    uri,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_URI
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?
+            }
             Some(p) if self.read_only => Connection::open_with_flags(
                 p,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -112,7 +134,7 @@ impl Manager for SqliteManager {
 
 /// Busy handling, statement cache, WAL and synchronous for a new connection.
 fn init_connection(c: &mut Connection, wal: bool, sync: &str) -> rusqlite::Result<()> {
-    c.busy_timeout(BUSY_TIMEOUT)?;
+    c.busy_handler(Some(busy))?;
     // The projectors use a few dozen distinct statements; rusqlite's
     // default cache of 16 would re-prepare them all the time.
     c.set_prepared_statement_cache_capacity(128);
@@ -137,22 +159,63 @@ fn init_connection(c: &mut Connection, wal: bool, sync: &str) -> rusqlite::Resul
     c.execute_batch(&format!("PRAGMA synchronous={sync};"))
 }
 
+/// Whether this process may write `p` (access(2), so as the kernel decides).
+fn can_write(p: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+fn dir_writable(path: &std::path::Path) -> bool {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => can_write(d),
+        None => can_write(std::path::Path::new(".")),
+    }
+}
+
+thread_local! {
+    /// Set when the busy handler gave up because of an interrupt.
+    static BUSY_INTERRUPTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// SQLite's busy handler: waits for another connection's lock for up to
+/// [`BUSY_TIMEOUT`], in sleeps of at most 10 ms, checking the interrupt
+/// hook every 100 ms or so (Ctrl-C then stops the wait).
+fn busy(attempt: i32) -> bool {
+    let attempt = attempt.max(0) as u64;
+    // 1, 2, 4, 8 ms, then 10 ms per call: the time waited so far.
+    let waited_ms = if attempt < 4 {
+        (1u64 << attempt) - 1
+    } else {
+        15 + (attempt - 4) * 10
+    };
+    if waited_ms >= BUSY_TIMEOUT.as_millis() as u64 {
+        return false;
+    }
+    if attempt % 10 == 9 && crate::interrupt::check().is_err() {
+        BUSY_INTERRUPTED.with(|b| b.set(true));
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(if attempt < 4 {
+        1 << attempt
+    } else {
+        10
+    }));
+    true
+}
+
 /// Why this process cannot write the SQLite file at `path` (None: it can).
 fn unwritable(path: &std::path::Path) -> Option<String> {
-    use std::os::unix::ffi::OsStrExt;
-    let can_write = |p: &std::path::Path| {
-        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-        // SAFETY: a valid NUL-terminated path.
-        Some(unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
-    };
-    if path.exists() && can_write(path) == Some(false) {
+    if !path.exists() {
+        return None;
+    }
+    if !can_write(path) {
         return Some("the file is not writable".into());
     }
-    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(d) => d.to_path_buf(),
-        None => PathBuf::from("."),
-    };
-    if path.exists() && can_write(&dir) == Some(false) {
+    if !dir_writable(path) {
         return Some("its folder is not writable".into());
     }
     None
@@ -228,6 +291,14 @@ impl SqliteStore {
                 SqliteLocation::File(p) => Some(p.clone()),
             },
             read_only: self.read_only.is_some(),
+            immutable: match &self.location {
+                SqliteLocation::File(p) if self.read_only.is_some() => {
+                    let mut wal = p.clone().into_os_string();
+                    wal.push("-wal");
+                    !std::path::Path::new(&wal).exists() && !dir_writable(p)
+                }
+                _ => false,
+            },
             sync: match self.synchronous {
                 Synchronous::Full => "FULL",
                 Synchronous::Normal => "NORMAL",
@@ -271,6 +342,9 @@ fn db_err(url: &str, e: impl std::fmt::Display) -> Error {
 }
 
 fn sql_err(e: rusqlite::Error) -> Error {
+    if BUSY_INTERRUPTED.with(|b| b.replace(false)) {
+        return Error::Interrupted;
+    }
     Error::Database {
         backend: "sqlite",
         message: e.to_string(),

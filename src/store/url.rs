@@ -30,6 +30,9 @@ pub struct PostgresTarget {
     pub port: u16,
     pub dbname: Option<String>,
     pub connect_timeout: Duration,
+    /// How long a command waits without any answer before the server is
+    /// asked, on a new connection, whether it still answers (`None`: never).
+    pub command_timeout: Option<Duration>,
     pub application_name: Option<String>,
 }
 
@@ -251,6 +254,7 @@ fn parse_postgres(
         port,
         dbname: Some(decode(dbname, "database name")?).filter(|d| !d.is_empty()),
         connect_timeout: Duration::from_secs(5),
+        command_timeout: Some(Duration::from_secs(30)),
         application_name: None,
     };
     for (k, v) in params {
@@ -265,6 +269,14 @@ fn parse_postgres(
                     .parse()
                     .map_err(|_| Error::value(format!("url: connect_timeout={v:?} is not a whole number of seconds")))?;
                 target.connect_timeout = Duration::from_secs(secs.max(1));
+            }
+            "command_timeout" => {
+                let secs: u64 = v.parse().map_err(|_| {
+                    Error::value(format!(
+                        "url: command_timeout={v:?} is not a whole number of seconds (0: no bound)"
+                    ))
+                })?;
+                target.command_timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
             "application_name" => target.application_name = Some(v.clone()),
             "sslmode" => match v.as_str() {

@@ -294,3 +294,282 @@ def test_url_errors_never_echo_user_info(url, tmp_path):
     )
     assert cli.returncode != 0
     assert "S3cr3t" not in cli.stdout + cli.stderr and "alice" not in cli.stdout + cli.stderr
+
+
+# ---------------------------------------------------------- read-only SQLite
+
+READ_ONLY_SCRIPT = r"""
+import sys, json, biomero_rs
+from biomero_rs import WorkflowTracker, WorkflowProgress, DatabaseError
+url, wf = sys.argv[1], sys.argv[2]
+out = {}
+t = WorkflowTracker(url)
+out["name"] = t.repository.get(wf).name
+out["log"] = len(t.notification_log.select(1, 100))
+out["events"] = biomero_rs.status(url)["events"]
+out["view"] = WorkflowProgress(url).get_workflow(wf).name
+for what, call in [("initiate", lambda: t.initiate_workflow("x", "d", 1, 2)),
+                   ("update", lambda: t.start_workflow(wf)),
+                   ("rebuild", lambda: biomero_rs.rebuild_views(url))]:
+    try:
+        call()
+        out[what] = "wrote"
+    except DatabaseError as e:
+        out[what] = str(e)
+print(json.dumps(out))
+"""
+
+
+def _populated_sqlite(path):
+    url = f"sqlite:///{path}"
+    with WorkflowTracker(url) as t:
+        wf = t.initiate_workflow("ro", "d", 1, 2)
+        t.add_task_to_workflow(wf, "task", "1", {}, {})
+    return url, str(wf)
+
+
+def _check_read_only(out, why):
+    import json
+
+    out = json.loads(out)
+    assert out["name"] == "ro" and out["view"] == "ro"
+    assert out["log"] == 3 and out["events"] == 3
+    for what in ("initiate", "update", "rebuild"):
+        assert "read-only" in out[what] and why in out[what], out[what]
+
+
+def test_read_only_sqlite_mode_ro(tmp_path):
+    url, wf = _populated_sqlite(tmp_path / "ro.db")
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_ONLY_SCRIPT, url + "?mode=ro", wf],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    _check_read_only(proc.stdout, "mode=ro")
+    # Nothing was written.
+    with WorkflowTracker(url) as t:
+        assert len(t.notification_log.select(1, 100)) == 3
+
+
+def _as_nobody(args):
+    """Runs the system Python as user nobody (root passes every permission
+    check, so unwritable files need another user)."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("runuser") or not os.path.exists("/usr/bin/python3"):
+        pytest.skip("needs root, runuser and /usr/bin/python3")
+    pkg = os.path.dirname(os.path.dirname(biomero_rs.__file__))
+    return subprocess.run(
+        ["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={pkg}", "/usr/bin/python3", *args],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.parametrize("case", ["file", "folder"])
+def test_read_only_sqlite_file_or_folder(case):
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="biomero_ro_")
+    try:
+        os.chmod(d, 0o777)
+        url, wf = _populated_sqlite(os.path.join(d, "ro.db"))
+        os.chmod(os.path.join(d, "ro.db"), 0o644)  # nobody cannot write it
+        if case == "folder":
+            os.chmod(os.path.join(d, "ro.db"), 0o666)
+            os.chmod(d, 0o755)  # nor create files next to it
+        proc = _as_nobody(["-c", READ_ONLY_SCRIPT, url, wf])
+        if "No module named" in proc.stderr:
+            pytest.skip("the system Python cannot import this build")
+        assert proc.returncode == 0, proc.stderr
+        _check_read_only(proc.stdout, "not writable")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------ bounded waits
+
+
+def test_a_server_that_never_answers_fails_within_connect_timeout():
+    """A socket that accepts connections (the kernel's backlog) but never
+    answers: the whole set-up is bounded by connect_timeout."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        port = s.getsockname()[1]
+        url = f"postgresql://u@127.0.0.1:{port}/db?connect_timeout=2"
+        for make in (lambda: WorkflowTracker(url), lambda: biomero_rs.status(url)):
+            start = time.monotonic()
+            with pytest.raises(DatabaseError, match="connect_timeout=2"):
+                make()
+            assert time.monotonic() - start < 5
+
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+class PrivateCluster:
+    """A Postgres cluster of this test's own (never the shared server)."""
+
+    def __init__(self):
+        import pathlib
+        import pwd
+        import shutil
+        import tempfile
+
+        if os.geteuid() != 0 or not os.path.exists(f"{PG_BIN}/initdb") or not shutil.which("runuser"):
+            pytest.skip("needs root and a local PostgreSQL 15 installation")
+        pwd.getpwnam("postgres")
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix="biomero_pg_"))
+        tmp.chmod(0o777)
+        self.tmp = tmp
+        self.dir = tmp / "pgdata"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._pg(f"{PG_BIN}/initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres")
+        self._pg(f"{PG_BIN}/pg_ctl", "-D", str(self.dir), "-w", "-l", str(tmp / "pg.log"),
+                 "-o", f"-p {self.port} -k {tmp} -c listen_addresses=127.0.0.1", "start")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg(self, *args):
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
+                       capture_output=True, timeout=120)
+
+    def pids(self):
+        with open(self.dir / "postmaster.pid") as f:
+            main = int(f.readline())
+        kids = subprocess.run(["pgrep", "-P", str(main)], capture_output=True, text=True).stdout.split()
+        return [main, *map(int, kids)]
+
+    def signal_all(self, sig):
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self):
+        self.signal_all(signal.SIGCONT)
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl", "-D", str(self.dir),
+                        "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def test_a_stopped_server_fails_a_command_within_the_bound_and_recovers():
+    cluster = PrivateCluster()
+    try:
+        url = cluster.url + "?connect_timeout=2&command_timeout=3"
+        t = WorkflowTracker(url)
+        wf = t.initiate_workflow("w", "d", 1, 2)
+        cluster.signal_all(signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            with pytest.raises(DatabaseError, match="command_timeout"):
+                t.start_workflow(wf)
+            elapsed = time.monotonic() - start
+            assert elapsed < 3 + 2 + 3, elapsed
+        finally:
+            cluster.signal_all(signal.SIGCONT)
+        t.start_workflow(wf)  # the next command after recovery works
+        assert t.repository.get(wf).version == 1
+        t.close()
+    finally:
+        cluster.stop()
+
+
+def test_a_lock_wait_is_not_a_stalled_server(db):
+    """A command waiting longer than command_timeout for the log's lock
+    (held by another session) keeps waiting: the server still answers."""
+    if db.backend != "postgres":
+        pytest.skip("postgres")
+    import psycopg2
+
+    url = db.url + "?command_timeout=1"
+    t = WorkflowTracker(url)
+    wf = t.initiate_workflow("w", "d", 1, 2)
+    holder = psycopg2.connect(db.url)
+    cur = holder.cursor()
+    cur.execute("LOCK TABLE workflowtracker_events IN EXCLUSIVE MODE")
+    threading.Timer(2.5, holder.rollback).start()
+    start = time.monotonic()
+    t.start_workflow(wf)
+    assert time.monotonic() - start >= 2
+    holder.close()
+    t.close()
+
+
+# ------------------------------------------------------------ interruptible
+
+EVENTS = int(os.environ.get("BIOMERO_FAULTS_EVENTS", "120000"))
+
+
+def _bulk_log(db, n):
+    """n events: workflows with one task each and many progress updates,
+    copied with raw SQL from events the tracker wrote."""
+    with WorkflowTracker(db.url, views=[]) as t:
+        wf = t.initiate_workflow("big", "d", 1, 2)
+        task = t.add_task_to_workflow(wf, "SLURM_Run_Workflow.py", "1", {}, {})
+        t.start_task(task)
+        t.add_job_id(task, "4242")
+        t.update_task_progress(task, "1%")
+    rows = db.rows("SELECT originator_id, topic, state FROM workflowtracker_events WHERE topic = ?",
+                   ("biomero.eventsourcing:Task.ProgressUpdated",))
+    _, topic, state = rows[0]
+    last = db.rows("SELECT MAX(originator_version) FROM workflowtracker_events "
+                   "WHERE originator_id = ?", (rows[0][0],))[0][0]
+    todo = [(rows[0][0], last + 1 + i, topic, state) for i in range(n - 6)]
+    if db.backend == "sqlite":
+        import sqlite3
+
+        c = sqlite3.connect(db.url[len("sqlite:///"):])
+        c.executemany("INSERT INTO workflowtracker_events (originator_id, originator_version, topic, state) "
+                      "VALUES (?, ?, ?, ?)", todo)
+        c.commit()
+        c.close()
+    else:
+        import psycopg2
+        import psycopg2.extras
+
+        c = psycopg2.connect(db.url)
+        with c.cursor() as cur:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO workflowtracker_events (originator_id, originator_version, topic, state) VALUES %s",
+                todo, page_size=5000)
+        c.commit()
+        c.close()
+
+
+REBUILD_SCRIPT = r"""
+import sys, time, biomero_rs
+biomero_rs.run_migrations(sys.argv[1])
+print("go", flush=True)
+try:
+    biomero_rs.rebuild_views(sys.argv[1])
+    print("finished")
+except KeyboardInterrupt:
+    print("interrupted", time.monotonic(), flush=True)
+    sys.exit(3)
+"""
+
+
+def test_sigint_during_a_rebuild_without_callback(db):
+    _bulk_log(db, EVENTS)
+    proc = subprocess.Popen([sys.executable, "-c", REBUILD_SCRIPT, db.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "go"
+    time.sleep(0.8)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, (out, err)
+    assert float(out.split()[-1]) - sent < 1.0
+    # Consistent: a catch-up finishes the views, equal to a full rebuild.
+    biomero_rs.catch_up(db.url)
+    live = view_rows(db.url)
+    status = biomero_rs.status(db.url)
+    assert all(v["lag"] == 0 for v in status["views"].values())
+    biomero_rs.rebuild_views(db.url)
+    assert view_rows(db.url) == live
