@@ -10,8 +10,8 @@ use crate::store::process::ProcessLocal;
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::{SqliteLocation, Synchronous};
 use crate::store::{
-    edge_events_sql, events_of_sql, Backend, EdgeQuery, EventStore, Kind, Notification,
-    NotificationRef, Sql, StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
+    edge_events_sql, events_of_sql, AnyCell, AnyRows, Backend, EdgeQuery, EventStore, Kind,
+    Notification, NotificationRef, Sql, StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
 };
 use chrono::NaiveDateTime;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -91,24 +91,7 @@ impl SqliteManager {
     fn open(&self) -> rusqlite::Result<Connection> {
         let mut c = match &self.path {
             None => Connection::open_in_memory()?,
-            Some(p) if self.immutable => {
-                let mut uri = String::from("file:");
-                for c in p.to_string_lossy().chars() {
-                    match c {
-                        '?' => uri.push_str("%3f"),
-                        '#' => uri.push_str("%23"),
-                        '%' => uri.push_str("%25"),
-                        c => uri.push(c),
-                    }
-                }
-                uri.push_str("?immutable=1");
-                Connection::open_with_flags(
-                    uri,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | OpenFlags::SQLITE_OPEN_URI
-                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?
-            }
+            Some(p) if self.immutable => open_immutable(p)?,
             Some(p) if self.read_only => Connection::open_with_flags(
                 p,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -130,6 +113,35 @@ impl Manager for SqliteManager {
     fn has_broken(&self, _: &mut Connection) -> bool {
         false
     }
+}
+
+/// A read-only connection that reads the file as immutable (see
+/// [`SqliteManager::immutable`]).
+fn open_immutable(p: &std::path::Path) -> rusqlite::Result<Connection> {
+    let mut uri = String::from("file:");
+    for c in p.to_string_lossy().chars() {
+        match c {
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            '%' => uri.push_str("%25"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// Whether a read-only connection to `p` must read it as immutable: a
+/// folder this process cannot write, and no `-wal` file.
+fn needs_immutable(p: &std::path::Path) -> bool {
+    let mut wal = p.as_os_str().to_owned();
+    wal.push("-wal");
+    !std::path::Path::new(&wal).exists() && !dir_writable(p)
 }
 
 /// Busy handling, statement cache, WAL and synchronous for a new connection.
@@ -292,11 +304,7 @@ impl SqliteStore {
             },
             read_only: self.read_only.is_some(),
             immutable: match &self.location {
-                SqliteLocation::File(p) if self.read_only.is_some() => {
-                    let mut wal = p.clone().into_os_string();
-                    wal.push("-wal");
-                    !std::path::Path::new(&wal).exists() && !dir_writable(p)
-                }
+                SqliteLocation::File(p) if self.read_only.is_some() => needs_immutable(p),
                 _ => false,
             },
             sync: match self.synchronous {
@@ -332,6 +340,35 @@ impl SqliteStore {
     fn conn(&self) -> Result<Pooled<SqliteManager>> {
         self.pool()?.get()
     }
+}
+
+/// Runs `f` in a read transaction on a plain read-only connection to an
+/// existing SQLite file, without the store's settings (no journal-mode
+/// switch, nothing created): for checks that must change nothing. `None`
+/// when the file does not exist.
+pub fn inspect<T>(
+    path: &std::path::Path,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T>,
+) -> Result<Option<T>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let masked = format!("sqlite:///{}", path.display());
+    let mut conn = if needs_immutable(path) {
+        open_immutable(path)
+    } else {
+        Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    }
+    .map_err(|e| db_err(&masked, e))?;
+    conn.busy_handler(Some(busy)).map_err(sql_err)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(sql_err)?;
+    let mut stx = SqliteTx { conn: &tx };
+    f(&mut stx).map(Some)
 }
 
 fn db_err(url: &str, e: impl std::fmt::Display) -> Error {
@@ -789,5 +826,41 @@ impl Tx for SqliteTx<'_> {
             )
             .map(|n| n > 0)
             .map_err(sql_err)
+    }
+
+    fn query_any(&mut self, sql: &str, params: &[Sql]) -> Result<AnyRows> {
+        let mut stmt = self.conn.prepare(sql).map_err(sql_err)?;
+        if stmt.column_count() == 0 {
+            let affected = stmt
+                .execute(params_from_iter(params.iter()))
+                .map_err(sql_err)?;
+            return Ok(AnyRows {
+                affected: affected as u64,
+                ..AnyRows::default()
+            });
+        }
+        let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+        let mut rows = stmt
+            .query(params_from_iter(params.iter()))
+            .map_err(sql_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            let mut cells = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                cells.push(match row.get_ref(i).map_err(sql_err)? {
+                    ValueRef::Null => AnyCell::Null,
+                    ValueRef::Integer(v) => AnyCell::Int(v),
+                    ValueRef::Real(v) => AnyCell::Real(v),
+                    ValueRef::Text(t) => AnyCell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => AnyCell::Bytes(b.to_vec()),
+                });
+            }
+            out.push(cells);
+        }
+        Ok(AnyRows {
+            columns,
+            rows: out,
+            affected: 0,
+        })
     }
 }
