@@ -85,8 +85,8 @@ pub fn run_migrations(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResul
 }
 
 /// The startup path of the migrations: runs them when BIOMERO_RUN_MIGRATIONS
-/// is 1 (the default), adopting an unstamped schema only when
-/// BIOMERO_ALLOW_AUTO_STAMP=1; with 0 it only checks the tables exist.
+/// is 1 (the default), adopting an unstamped schema that matches BIOMERO's
+/// baseline; with 0 it changes nothing and only checks.
 #[pyfunction]
 #[pyo3(signature = (url=None))]
 pub fn ensure_view_tables(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResult<()> {

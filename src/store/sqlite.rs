@@ -136,6 +136,31 @@ impl SqliteStore {
     }
 }
 
+/// Runs `f` in a read transaction on a plain read-only connection to an
+/// existing SQLite file, without the store's settings (no journal-mode
+/// switch, nothing created): for checks that must change nothing. `None`
+/// when the file does not exist.
+pub fn inspect<T>(
+    path: &std::path::Path,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T>,
+) -> Result<Option<T>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let masked = format!("sqlite:///{}", path.display());
+    let mut conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| db_err(&masked, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(sql_err)?;
+    let mut stx = SqliteTx { conn: &tx };
+    f(&mut stx).map(Some)
+}
+
 fn db_err(url: &str, e: impl std::fmt::Display) -> Error {
     Error::Database {
         backend: "sqlite",
