@@ -3,6 +3,7 @@
 mod convert;
 mod errors;
 mod maintenance;
+mod sqlite_guard;
 mod tracker;
 mod views;
 
@@ -50,6 +51,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         }
     }
     crate::interrupt::set_hook(errors::check_signals);
+    sqlite_guard::install();
     m.add_function(wrap_pyfunction!(reset_logging_cache, m)?)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::rebuild_views, m)?)?;
