@@ -128,6 +128,9 @@ pub fn rebuild_with(
             Ok(done)
         }),
         Backend::Sqlite => {
+            // Commands that run meanwhile leave their events to this
+            // rebuild's final catch-up instead of doing its work.
+            let _running = store.rebuild_guard()?;
             let (upto, total) = store::write_tx(store, |tx| {
                 reset(tx, views)?;
                 Ok((tx.max_notification_id()?, count_events(tx)?))

@@ -204,7 +204,15 @@ impl Tracker {
                     });
                 }
                 let new: Vec<(i64, &Event)> = ids.iter().copied().zip(events.iter()).collect();
-                projections::project(tx, &self.views, &new, positions, &mut facts)?;
+                let first = ids.first().copied().unwrap_or(0);
+                if positions.std.iter().any(|p| *p < first - 1) && self.store.rebuild_running() {
+                    // A rebuild is replaying the log (SQLite, batch by
+                    // batch): its final catch-up applies these events. The
+                    // command does not do the rebuild's work.
+                    facts = None;
+                } else {
+                    projections::project(tx, &self.views, &new, positions, &mut facts)?;
+                }
                 Ok((events.clone(), ids.last().copied()))
             });
             match result {

@@ -460,6 +460,19 @@ pub trait EventStore: Send + Sync {
     /// Closes this process's idle connections now (those in use close when
     /// they are given back); the next use connects again.
     fn close(&self) {}
+
+    /// Held by a rebuild for its whole run (dropping it ends it), so that
+    /// commands of any process can tell one is running
+    /// ([`EventStore::rebuild_running`]). SQLite only: on Postgres a rebuild
+    /// is one transaction holding the log's lock, which commands wait for.
+    fn rebuild_guard(&self) -> Result<Option<Box<dyn std::any::Any + Send>>> {
+        Ok(None)
+    }
+
+    /// Whether a rebuild of this database is running now.
+    fn rebuild_running(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `f` in a write transaction and returns its value.

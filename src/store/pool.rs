@@ -118,12 +118,16 @@ impl<M: Manager> Pool<M> {
                 });
             }
             let step = (deadline - now).min(Duration::from_millis(100));
-            state = inner
-                .returned
-                .wait_timeout(state, step)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            drop(
+                inner
+                    .returned
+                    .wait_timeout(state, step)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0,
+            );
+            // Not holding the pool's lock while the hook runs.
             crate::interrupt::check()?;
+            state = inner.state();
         }
     }
 

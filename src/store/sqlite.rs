@@ -183,6 +183,13 @@ fn init_connection(c: &mut Connection, wal: bool, sync: &str) -> rusqlite::Resul
     c.execute_batch(&format!("PRAGMA synchronous={sync};"))
 }
 
+/// flock(2) of `file` with `op`; true when taken.
+fn flock(file: &std::fs::File, op: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open file descriptor.
+    unsafe { libc::flock(file.as_raw_fd(), op) == 0 }
+}
+
 /// Whether this process may write `p` (access(2), so as the kernel decides).
 fn can_write(p: &std::path::Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -352,6 +359,17 @@ impl SqliteStore {
         Ok(pool)
     }
 
+    fn rebuild_lock_path(&self) -> Option<PathBuf> {
+        match &self.location {
+            SqliteLocation::File(p) => {
+                let mut l = p.as_os_str().to_owned();
+                l.push("-rebuild");
+                Some(PathBuf::from(l))
+            }
+            SqliteLocation::Memory => None,
+        }
+    }
+
     fn conn(&self) -> Result<Pooled<SqliteManager>> {
         self.pool()?.get()
     }
@@ -421,6 +439,39 @@ impl EventStore for SqliteStore {
             if let Some(slot) = self.pool.get() {
                 slot.lock().unwrap_or_else(|e| e.into_inner()).take();
             }
+        }
+    }
+
+    /// An exclusive flock(2) on `<file>-rebuild`, taken waiting
+    /// (interruptibly) for another rebuild to end; the OS releases it when
+    /// the process ends, however it ends.
+    fn rebuild_guard(&self) -> Result<Option<Box<dyn std::any::Any + Send>>> {
+        let Some(path) = self.rebuild_lock_path() else {
+            return Ok(None);
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| db_err(&self.masked, format!("{}: {e}", path.display())))?;
+        loop {
+            if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+                return Ok(Some(Box::new(file)));
+            }
+            crate::interrupt::check()?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn rebuild_running(&self) -> bool {
+        let Some(path) = self.rebuild_lock_path() else {
+            return false;
+        };
+        match std::fs::File::open(&path) {
+            Ok(f) => !flock(&f, libc::LOCK_SH | libc::LOCK_NB),
+            Err(_) => false,
         }
     }
 

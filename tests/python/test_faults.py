@@ -573,3 +573,87 @@ def test_sigint_during_a_rebuild_without_callback(db):
     assert all(v["lag"] == 0 for v in status["views"].values())
     biomero_rs.rebuild_views(db.url)
     assert view_rows(db.url) == live
+
+
+# ------------------------------------------------ commands during a rebuild
+
+
+def test_a_command_during_a_sqlite_rebuild_leaves_the_work_to_the_rebuild(sqlite_db):
+    """Between two batches of a rebuild (SQLite commits each), a command
+    appends its events without applying the rebuild's remaining ones; the
+    rebuild's final catch-up applies the command's events."""
+    db = sqlite_db
+    _bulk_log(db, 30_000)
+    t = WorkflowTracker(db.url, views=["WorkflowProgress"])
+    seen = []
+
+    def progress(done, total):
+        if done and not seen:
+            before = biomero_rs.status(db.url)["views"]["workflow_progress"]["position"]
+            seen.append(t.initiate_workflow("during", "d", 1, 2))
+            after = biomero_rs.status(db.url)["views"]["workflow_progress"]["position"]
+            seen.append((before, after))
+
+    biomero_rs.rebuild_views(db.url, progress=progress)
+    wf, (before, after) = seen
+    assert 0 < before == after < 30_000, "the command did the rebuild's work"
+    with WorkflowProgress(db.url) as v:
+        assert v.get_workflow(wf).name == "during"
+    status = biomero_rs.status(db.url)
+    assert all(v["lag"] == 0 for v in status["views"].values())
+    assert_views_equal_a_rebuild(db.url)
+    t.close()
+
+
+COMMAND_SCRIPT = r"""
+import sys, time, biomero_rs
+t = biomero_rs.WorkflowTracker(sys.argv[1])
+wf = sys.argv[2]
+print("ready", flush=True)
+sys.stdin.readline()
+print("go", flush=True)
+try:
+    t.start_workflow(wf)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", time.monotonic(), flush=True)
+    sys.exit(3)
+"""
+
+
+def test_sigint_during_a_lock_wait(db):
+    """A command waiting for another writer's lock (Postgres: the log's
+    table lock; SQLite: the write lock, in SQLite's busy handler) stops on
+    Ctrl-C within a second, and nothing is written."""
+    with WorkflowTracker(db.url) as t:
+        wf = t.initiate_workflow("w", "d", 1, 2)
+    proc = subprocess.Popen([sys.executable, "-c", COMMAND_SCRIPT, db.url, str(wf)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    if db.backend == "sqlite":
+        import sqlite3
+
+        holder = sqlite3.connect(db.url[len("sqlite:///"):], isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg2
+
+        holder = psycopg2.connect(db.url)
+        holder.cursor().execute("LOCK TABLE workflowtracker_events IN EXCLUSIVE MODE")
+    try:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "go"
+        time.sleep(1.5)
+        assert proc.poll() is None, "the command did not wait for the lock"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 3, (out, err)
+        assert float(out.split()[-1]) - sent < 1.0
+    finally:
+        holder.rollback() if db.backend == "postgres" else holder.execute("ROLLBACK")
+        holder.close()
+    with WorkflowTracker(db.url) as t:
+        assert t.repository.get(wf).version == 0  # the interrupted command wrote nothing
+        t.start_workflow(wf)
