@@ -359,6 +359,20 @@ impl SqliteStore {
         Ok(pool)
     }
 
+    /// The clear error of a write to a read-only store.
+    fn writable(&self) -> Result<()> {
+        match &self.read_only {
+            Some(why) => Err(Error::Database {
+                backend: "sqlite",
+                message: format!(
+                    "{} is read-only ({why}): this call writes to the database",
+                    self.masked
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn rebuild_lock_path(&self) -> Option<PathBuf> {
         match &self.location {
             SqliteLocation::File(p) => {
@@ -446,6 +460,7 @@ impl EventStore for SqliteStore {
     /// (interruptibly) for another rebuild to end; the OS releases it when
     /// the process ends, however it ends.
     fn rebuild_guard(&self) -> Result<Option<Box<dyn std::any::Any + Send>>> {
+        self.writable()?;
         let Some(path) = self.rebuild_lock_path() else {
             return Ok(None);
         };
@@ -476,15 +491,7 @@ impl EventStore for SqliteStore {
     }
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
-        if let Some(why) = &self.read_only {
-            return Err(Error::Database {
-                backend: "sqlite",
-                message: format!(
-                    "{} is read-only ({why}): this call writes to the database",
-                    self.masked
-                ),
-            });
-        }
+        self.writable()?;
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -411,7 +411,7 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 class PrivateCluster:
     """A Postgres cluster of this test's own (never the shared server)."""
 
-    def __init__(self):
+    def __init__(self, password=None):
         import pathlib
         import pwd
         import shutil
@@ -427,7 +427,13 @@ class PrivateCluster:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self._pg(f"{PG_BIN}/initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres")
+        if password:
+            (tmp / "pw").write_text(password + "\n")
+            (tmp / "pw").chmod(0o644)
+            self._pg(f"{PG_BIN}/initdb", "-D", str(self.dir), "-A", "scram-sha-256", "-U", "postgres",
+                     f"--pwfile={tmp / 'pw'}")
+        else:
+            self._pg(f"{PG_BIN}/initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres")
         self._pg(f"{PG_BIN}/pg_ctl", "-D", str(self.dir), "-w", "-l", str(tmp / "pg.log"),
                  "-o", f"-p {self.port} -k {tmp} -c listen_addresses=127.0.0.1", "start")
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -476,6 +482,36 @@ def test_a_stopped_server_fails_a_command_within_the_bound_and_recovers():
         t.start_workflow(wf)  # the next command after recovery works
         assert t.repository.get(wf).version == 1
         t.close()
+    finally:
+        cluster.stop()
+
+
+def test_pgpassword_and_pgpass_are_honoured(tmp_path):
+    """A server that asks for a password: the URL's, else PGPASSWORD, else a
+    matching line of the password file (ignored when others may read it)."""
+    cluster = PrivateCluster(password="S3cr3t-pw")
+    code = "import biomero_rs,sys; biomero_rs.status(sys.argv[1]); print('ok')"
+
+    def connect(url, **env):
+        full = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
+        full.update(env)
+        return subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True,
+                              timeout=60, env=full)
+
+    try:
+        url = cluster.url
+        pgpass = tmp_path / "pgpass"
+        pgpass.write_text(f"127.0.0.1:{cluster.port}:*:postgres:S3cr3t-pw\n")
+        pgpass.chmod(0o600)
+        none = connect(url, PGPASSFILE=str(tmp_path / "missing"))
+        assert none.returncode != 0 and "password" in none.stderr
+        assert connect(url.replace("postgres@", "postgres:S3cr3t-pw@")).stdout.strip() == "ok"
+        assert connect(url, PGPASSWORD="S3cr3t-pw").stdout.strip() == "ok"
+        wrong = connect(url, PGPASSWORD="wrong-pw")
+        assert wrong.returncode != 0 and "wrong-pw" not in wrong.stderr
+        assert connect(url, PGPASSFILE=str(pgpass)).stdout.strip() == "ok"
+        pgpass.chmod(0o644)  # readable by others: libpq ignores it
+        assert connect(url, PGPASSFILE=str(pgpass)).returncode != 0
     finally:
         cluster.stop()
 
