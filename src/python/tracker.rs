@@ -335,45 +335,186 @@ impl Notification {
     }
 }
 
-#[pyclass(module = "biomero_rs._core", frozen)]
+// ------------------------------------------------------------- aggregates
+
+/// Exact text of a UTC time for pickling (nanoseconds kept).
+fn time_value(t: &chrono::DateTime<chrono::Utc>) -> Value {
+    Value::DateTime(t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+}
+
+/// The pickled fields every aggregate has.
+fn common_fields(
+    id: &uuid::Uuid,
+    version: i64,
+    created_on: &chrono::DateTime<chrono::Utc>,
+    modified_on: &chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, Value)> {
+    vec![
+        ("id".to_owned(), Value::Uuid(*id)),
+        ("version".to_owned(), Value::Int(version)),
+        ("created_on".to_owned(), time_value(created_on)),
+        ("modified_on".to_owned(), time_value(modified_on)),
+    ]
+}
+
+/// The fields of a pickled aggregate (see `__reduce__`), in order.
+struct PickledFields(Vec<(String, Value)>);
+
+impl PickledFields {
+    fn read(state: &[u8]) -> PyResult<PickledFields> {
+        let bad =
+            |why: &str| PyValueError::new_err(format!("state: not a pickled aggregate ({why})"));
+        match crate::domain::codec::decode(state).map_err(|e| bad(&e.to_string()))? {
+            Value::Dict(items) => Ok(PickledFields(items)),
+            _ => Err(bad("expected a dict")),
+        }
+    }
+
+    fn take(&mut self, key: &str) -> PyResult<Value> {
+        let i = self.0.iter().position(|(k, _)| k == key).ok_or_else(|| {
+            PyValueError::new_err(format!("state: pickled aggregate has no {key:?}"))
+        })?;
+        Ok(self.0.remove(i).1)
+    }
+
+    fn uuid(&mut self, key: &str) -> PyResult<uuid::Uuid> {
+        match self.take(key)? {
+            Value::Uuid(u) => Ok(u),
+            _ => Err(PyValueError::new_err(format!("state: {key} is not a UUID"))),
+        }
+    }
+
+    fn int(&mut self, key: &str) -> PyResult<i64> {
+        self.take(key)?
+            .as_i64()
+            .ok_or_else(|| PyValueError::new_err(format!("state: {key} is not an int")))
+    }
+
+    fn time(&mut self, key: &str) -> PyResult<chrono::DateTime<chrono::Utc>> {
+        match self.take(key)? {
+            Value::DateTime(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| PyValueError::new_err(format!("state: {key}: {e}"))),
+            _ => Err(PyValueError::new_err(format!("state: {key} is not a time"))),
+        }
+    }
+
+    fn list(&mut self, key: &str) -> PyResult<Vec<Value>> {
+        match self.take(key)? {
+            Value::List(items) => Ok(items),
+            _ => Err(PyValueError::new_err(format!("state: {key} is not a list"))),
+        }
+    }
+}
+
+/// `Class(name=repr(value), ...)` from the getters' Python values, as
+/// eventsourcing's aggregates show themselves.
+fn aggregate_repr(obj: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<String> {
+    let cls = obj.get_type().name()?;
+    let mut parts = Vec::with_capacity(names.len());
+    for name in names {
+        parts.push(format!("{name}={}", obj.getattr(*name)?.repr()?));
+    }
+    Ok(format!("{cls}({})", parts.join(", ")))
+}
+
+/// `(Class._from_state, (bytes,))`: what pickle and copy rebuild the aggregate from.
+fn aggregate_reduce<'py>(
+    obj: &Bound<'py, PyAny>,
+    fields: Vec<(String, Value)>,
+) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+    let bytes = crate::domain::codec::encode(&Value::Dict(fields));
+    Ok((
+        obj.get_type().getattr("_from_state")?,
+        (PyBytes::new(obj.py(), bytes.as_bytes()),),
+    ))
+}
+
+const WORKFLOW_RUN_FIELDS: &[&str] = &[
+    "id",
+    "version",
+    "created_on",
+    "modified_on",
+    "name",
+    "description",
+    "user",
+    "group",
+    "tasks",
+];
+
+const TASK_FIELDS: &[&str] = &[
+    "id",
+    "version",
+    "created_on",
+    "modified_on",
+    "workflow_id",
+    "task_name",
+    "task_version",
+    "input_data",
+    "params",
+    "job_ids",
+    "results",
+    "result_message",
+    "status",
+    "progress",
+];
+
+/// A workflow as ``tracker.repository.get(workflow_id)`` returns it: a
+/// snapshot of the ``WorkflowRun`` aggregate at its latest version.
+///
+/// Attributes are read-only (record changes through ``WorkflowTracker``).
+/// Two snapshots are equal when their state is, as eventsourcing's
+/// aggregates compare; like those, they are not hashable. They pickle and
+/// copy.
+#[pyclass(module = "biomero_rs._core", frozen, eq)]
+#[derive(PartialEq)]
 pub struct WorkflowRun {
     s: WorkflowRunState,
 }
 
 #[pymethods]
 impl WorkflowRun {
+    /// The workflow's id (a ``uuid.UUID``).
     #[getter]
     fn id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         uuid_to_py(py, &self.s.id)
     }
+    /// The number of events recorded for the workflow.
     #[getter]
     fn version(&self) -> i64 {
         self.s.version
     }
+    /// When the workflow was initiated (aware UTC ``datetime``).
     #[getter]
     fn created_on<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         aware_to_py(py, &self.s.created_on)
     }
+    /// When the workflow's last event happened (aware UTC ``datetime``).
     #[getter]
     fn modified_on<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         aware_to_py(py, &self.s.modified_on)
     }
+    /// The workflow's name.
     #[getter]
     fn name<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.name)
     }
+    /// The workflow's description, or None.
     #[getter]
     fn description<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.description)
     }
+    /// The OMERO user id.
     #[getter]
     fn user<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.user)
     }
+    /// The OMERO group id.
     #[getter]
     fn group<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.group)
     }
+    /// The ids of the workflow's tasks, in the order they were added (a new list).
     #[getter]
     fn tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let items = self
@@ -384,83 +525,188 @@ impl WorkflowRun {
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
     }
-    fn __repr__(&self) -> String {
-        format!(
-            "WorkflowRun(id=UUID('{}'), version={}, tasks={})",
-            self.s.id,
-            self.s.version,
-            self.s.tasks.len()
-        )
+
+    /// Rebuilds a pickled snapshot (the inverse of ``__reduce__``).
+    #[classmethod]
+    fn _from_state(_cls: &Bound<'_, pyo3::types::PyType>, state: &[u8]) -> PyResult<Self> {
+        let mut f = PickledFields::read(state)?;
+        let tasks = f
+            .list("tasks")?
+            .into_iter()
+            .map(|v| match v {
+                Value::Uuid(u) => Ok(u),
+                _ => Err(PyValueError::new_err("state: tasks holds a non-UUID")),
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(WorkflowRun {
+            s: WorkflowRunState {
+                id: f.uuid("id")?,
+                version: f.int("version")?,
+                created_on: f.time("created_on")?,
+                modified_on: f.time("modified_on")?,
+                name: f.take("name")?,
+                description: f.take("description")?,
+                user: f.take("user")?,
+                group: f.take("group")?,
+                tasks,
+            },
+        })
+    }
+
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let s = &slf.get().s;
+        let mut fields = common_fields(&s.id, s.version, &s.created_on, &s.modified_on);
+        fields.extend([
+            ("name".to_owned(), s.name.clone()),
+            ("description".to_owned(), s.description.clone()),
+            ("user".to_owned(), s.user.clone()),
+            ("group".to_owned(), s.group.clone()),
+            (
+                "tasks".to_owned(),
+                Value::List(s.tasks.iter().copied().map(Value::Uuid).collect()),
+            ),
+        ]);
+        aggregate_reduce(slf.as_any(), fields)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        aggregate_repr(slf.as_any(), WORKFLOW_RUN_FIELDS)
     }
 }
 
-#[pyclass(module = "biomero_rs._core", frozen)]
+/// A task as ``tracker.repository.get(task_id)`` returns it: a snapshot of
+/// the ``Task`` aggregate at its latest version.
+///
+/// Attributes are read-only (record changes through ``WorkflowTracker``).
+/// Two snapshots are equal when their state is, as eventsourcing's
+/// aggregates compare; like those, they are not hashable. They pickle and
+/// copy.
+#[pyclass(module = "biomero_rs._core", frozen, eq)]
+#[derive(PartialEq)]
 pub struct Task {
     s: TaskState,
 }
 
 #[pymethods]
 impl Task {
+    /// The task's id (a ``uuid.UUID``).
     #[getter]
     fn id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         uuid_to_py(py, &self.s.id)
     }
+    /// The number of events recorded for the task.
     #[getter]
     fn version(&self) -> i64 {
         self.s.version
     }
+    /// When the task was added (aware UTC ``datetime``).
     #[getter]
     fn created_on<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         aware_to_py(py, &self.s.created_on)
     }
+    /// When the task's last event happened (aware UTC ``datetime``).
     #[getter]
     fn modified_on<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         aware_to_py(py, &self.s.modified_on)
     }
+    /// The id of the workflow the task belongs to.
     #[getter]
     fn workflow_id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         uuid_to_py(py, &self.s.workflow_id)
     }
+    /// The task's name (the script or Slurm workflow).
     #[getter]
     fn task_name<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.task_name)
     }
+    /// The task's version, or None.
     #[getter]
     fn task_version<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.task_version)
     }
+    /// The task's input data, as given (a new dict).
     #[getter]
     fn input_data<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.input_data)
     }
+    /// The task's parameters, as given (a new dict).
     #[getter]
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.params)
     }
+    /// The Slurm job ids added to the task, in order (a new list).
     #[getter]
     fn job_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &Value::List(self.s.job_ids.clone()))
     }
+    /// The command results added to the task, as dicts (a new list).
     #[getter]
     fn results<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &Value::List(self.s.results.clone()))
     }
+    /// The message of ``complete_task``/``fail_task``, or None.
     #[getter]
     fn result_message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.result_message)
     }
+    /// The last status set, or None.
     #[getter]
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.status)
     }
+    /// The last progress set (such as ``'43%'``), or None.
     #[getter]
     fn progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         value_to_py(py, &self.s.progress)
     }
-    fn __repr__(&self) -> String {
-        format!(
-            "Task(id=UUID('{}'), version={}, workflow_id=UUID('{}'))",
-            self.s.id, self.s.version, self.s.workflow_id
-        )
+
+    /// Rebuilds a pickled snapshot (the inverse of ``__reduce__``).
+    #[classmethod]
+    fn _from_state(_cls: &Bound<'_, pyo3::types::PyType>, state: &[u8]) -> PyResult<Self> {
+        let mut f = PickledFields::read(state)?;
+        Ok(Task {
+            s: TaskState {
+                id: f.uuid("id")?,
+                version: f.int("version")?,
+                created_on: f.time("created_on")?,
+                modified_on: f.time("modified_on")?,
+                workflow_id: f.uuid("workflow_id")?,
+                task_name: f.take("task_name")?,
+                task_version: f.take("task_version")?,
+                input_data: f.take("input_data")?,
+                params: f.take("params")?,
+                job_ids: f.list("job_ids")?,
+                results: f.list("results")?,
+                result_message: f.take("result_message")?,
+                status: f.take("status")?,
+                progress: f.take("progress")?,
+            },
+        })
+    }
+
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let s = &slf.get().s;
+        let mut fields = common_fields(&s.id, s.version, &s.created_on, &s.modified_on);
+        fields.extend([
+            ("workflow_id".to_owned(), Value::Uuid(s.workflow_id)),
+            ("task_name".to_owned(), s.task_name.clone()),
+            ("task_version".to_owned(), s.task_version.clone()),
+            ("input_data".to_owned(), s.input_data.clone()),
+            ("params".to_owned(), s.params.clone()),
+            ("job_ids".to_owned(), Value::List(s.job_ids.clone())),
+            ("results".to_owned(), Value::List(s.results.clone())),
+            ("result_message".to_owned(), s.result_message.clone()),
+            ("status".to_owned(), s.status.clone()),
+            ("progress".to_owned(), s.progress.clone()),
+        ]);
+        aggregate_reduce(slf.as_any(), fields)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        aggregate_repr(slf.as_any(), TASK_FIELDS)
     }
 }

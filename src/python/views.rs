@@ -355,29 +355,139 @@ impl WorkflowAnalytics {
 
 // ------------------------------------------------------------- row models
 
-fn opt_time<'py>(
-    py: Python<'py>,
-    t: &Option<chrono::NaiveDateTime>,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    t.as_ref().map(|t| naive_to_py(py, t)).transpose()
+/// One column of a row model: its Python value, its JSON-ready value, and
+/// the constructor's reading of it.
+trait Column: Sized {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>>;
+    /// What `to_dict(json=True)` holds: the value `json.dumps` accepts.
+    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.to_py(py)
+    }
+    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self>;
 }
 
-fn opt_uuid<'py>(py: Python<'py>, u: &Option<uuid::Uuid>) -> PyResult<Option<Bound<'py, PyAny>>> {
-    u.as_ref().map(|u| uuid_to_py(py, u)).transpose()
+impl Column for i64 {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.into_pyobject(py)?.into_any())
+    }
+    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        int_arg(arg, obj)
+    }
 }
 
-/// Defines a frozen row model: one getter per column (converted by the given
-/// expression), `to_dict()`, `__repr__`, `__eq__` and `__tablename__`.
+impl Column for String {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.into_pyobject(py)?.into_any())
+    }
+    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        str_arg(arg, obj)
+    }
+}
+
+impl Column for uuid::Uuid {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        uuid_to_py(py, self)
+    }
+    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.hyphenated().to_string().into_pyobject(py)?.into_any())
+    }
+    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        uuid_arg(arg, obj)
+    }
+}
+
+impl Column for chrono::NaiveDateTime {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        naive_to_py(py, self)
+    }
+    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.to_py(py)?.call_method0("isoformat")
+    }
+    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        naive_arg(arg, obj)
+    }
+}
+
+impl<T: Column> Column for Option<T> {
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Some(v) => v.to_py(py),
+            None => Ok(py.None().into_bound(py)),
+        }
+    }
+    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Some(v) => v.to_json(py),
+            None => Ok(py.None().into_bound(py)),
+        }
+    }
+    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if obj.is_none() {
+            return Ok(None);
+        }
+        T::from_py(arg, obj).map(Some)
+    }
+}
+
+/// A `datetime.datetime`, as naive UTC (an aware one is converted to UTC).
+fn naive_arg(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<chrono::NaiveDateTime> {
+    let py = obj.py();
+    let datetime = py.import("datetime")?;
+    if !obj.is_instance(&datetime.getattr("datetime")?)? {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{arg}: expected datetime.datetime, got {}",
+            obj.get_type().name()?
+        )));
+    }
+    let mut t = obj.clone();
+    if !t.getattr("tzinfo")?.is_none() {
+        let utc = datetime.getattr("timezone")?.getattr("utc")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("tzinfo", py.None())?;
+        t = t
+            .call_method1("astimezone", (utc,))?
+            .call_method("replace", (), Some(&kwargs))?;
+    }
+    let text: String = t.call_method1("isoformat", ("T",))?.extract()?;
+    chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f")
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("{arg}: {e}")))
+}
+
+/// A constructor argument: `None` (or left out, where it may be) is Python's None.
+fn column<T: Column>(arg: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<T> {
+    match obj {
+        Some(o) => T::from_py(arg, o),
+        None => Python::with_gil(|py| T::from_py(arg, &py.None().into_bound(py))),
+    }
+}
+
+/// Defines an immutable row model: a keyword-only constructor, one read-only
+/// attribute per column, `to_dict()`, `__repr__`, `__eq__`, `__hash__`,
+/// pickling (and so `copy`) and `__tablename__`. A field written `name = None`
+/// may be left out of the constructor.
 macro_rules! row_model {
-    ($cls:ident, $row:ty, $table:expr, [$($field:ident => |$py:ident, $r:ident| $conv:expr),* $(,)?]) => {
-        #[pyclass(module = "biomero_rs._core", frozen, eq)]
-        #[derive(PartialEq)]
+    ($(#[$doc:meta])* $cls:ident, $row:ident, $table:expr, [$($field:ident $(= $def:tt)?),* $(,)?]) => {
+        $(#[$doc])*
+        #[pyclass(module = "biomero_rs._core", frozen, eq, hash)]
+        #[derive(PartialEq, Eq, Hash)]
         pub struct $cls {
             r: $row,
         }
 
         #[pymethods]
         impl $cls {
+            #[new]
+            #[pyo3(signature = (*, $($field $(= $def)?),*))]
+            #[allow(clippy::too_many_arguments)]
+            fn new($($field: Option<&Bound<'_, PyAny>>),*) -> PyResult<Self> {
+                Ok($cls {
+                    r: $row {
+                        $($field: column(stringify!($field), $field)?),*
+                    },
+                })
+            }
+
+            /// The name of the table this row comes from.
             #[classattr]
             fn __tablename__() -> &'static str {
                 $table
@@ -385,62 +495,103 @@ macro_rules! row_model {
 
             $(
                 #[getter]
-                fn $field<'py>(&self, $py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-                    let $r = &self.r;
-                    Ok($conv.into_pyobject($py)?.into_any())
+                fn $field<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                    self.r.$field.to_py(py)
                 }
             )*
 
-            fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+            /// Return the row as a dict of column name to value.
+            ///
+            /// With ``json=True`` the values are the ones ``json.dumps``
+            /// accepts: UUIDs as their canonical text
+            /// (``'0e4b...-...'``) and datetimes as ISO 8601 text
+            /// (``datetime.isoformat()``); other values are unchanged.
+            #[pyo3(signature = (*, json = false))]
+            fn to_dict<'py>(&self, py: Python<'py>, json: bool) -> PyResult<Bound<'py, PyDict>> {
                 let d = PyDict::new(py);
-                $( d.set_item(stringify!($field), self.$field(py)?)?; )*
+                $(
+                    let v = if json { self.r.$field.to_json(py)? } else { self.r.$field.to_py(py)? };
+                    d.set_item(stringify!($field), v)?;
+                )*
                 Ok(d)
             }
 
             fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
                 let mut parts = Vec::new();
-                $( parts.push(format!("{}={}", stringify!($field), self.$field(py)?.repr()?)); )*
+                $( parts.push(format!("{}={}", stringify!($field), self.r.$field.to_py(py)?.repr()?)); )*
                 Ok(format!("{}({})", stringify!($cls), parts.join(", ")))
+            }
+
+            fn __reduce__<'py>(
+                slf: &Bound<'py, Self>,
+            ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+                let py = slf.py();
+                let kwargs = PyDict::new(py);
+                let this = slf.get();
+                $( kwargs.set_item(stringify!($field), this.r.$field.to_py(py)?)?; )*
+                let newobj = py.import("copyreg")?.getattr("__newobj_ex__")?;
+                let args = (slf.get_type(), PyTuple::empty(py), kwargs).into_pyobject(py)?;
+                Ok((newobj, args))
             }
         }
     };
 }
 
-row_model!(JobView, JobViewRow, "biomero_job_view", [
-    slurm_job_id => |py, r| r.slurm_job_id,
-    user => |py, r| r.user,
-    group => |py, r| r.group,
-    task_id => |py, r| opt_uuid(py, &r.task_id)?,
+row_model!(
+    /// A row of ``biomero_job_view``: which user and group a Slurm job
+    /// belongs to, and its task.
+    ///
+    /// Immutable; compares, hashes and pickles by value.
+    JobView, JobViewRow, "biomero_job_view", [
+    slurm_job_id,
+    user,
+    group,
+    task_id = None,
 ]);
 
-row_model!(JobProgressView, JobProgressRow, "biomero_job_progress_view", [
-    slurm_job_id => |py, r| r.slurm_job_id,
-    status => |py, r| r.status.as_str(),
-    progress => |py, r| r.progress.as_deref(),
+row_model!(
+    /// A row of ``biomero_job_progress_view``: the last status and progress
+    /// of a Slurm job.
+    ///
+    /// Immutable; compares, hashes and pickles by value.
+    JobProgressView, JobProgressRow, "biomero_job_progress_view", [
+    slurm_job_id,
+    status,
+    progress = None,
 ]);
 
-row_model!(WorkflowProgressView, WorkflowProgressRow, "biomero_workflow_progress_view", [
-    workflow_id => |py, r| uuid_to_py(py, &r.workflow_id)?,
-    status => |py, r| r.status.as_deref(),
-    progress => |py, r| r.progress.as_deref(),
-    user => |py, r| r.user,
-    group => |py, r| r.group,
-    name => |py, r| r.name.as_deref(),
-    task => |py, r| r.task.as_deref(),
-    main_task_name => |py, r| r.main_task_name.as_deref(),
-    start_time => |py, r| naive_to_py(py, &r.start_time)?,
+row_model!(
+    /// A row of ``biomero_workflow_progress_view``: a workflow's status,
+    /// progress, owner and current task. ``start_time`` is naive UTC.
+    ///
+    /// Immutable; compares, hashes and pickles by value.
+    WorkflowProgressView, WorkflowProgressRow, "biomero_workflow_progress_view", [
+    workflow_id,
+    status = None,
+    progress = None,
+    user = None,
+    group = None,
+    name = None,
+    task = None,
+    main_task_name = None,
+    start_time,
 ]);
 
-row_model!(TaskExecution, TaskExecutionRow, "biomero_task_execution", [
-    task_id => |py, r| uuid_to_py(py, &r.task_id)?,
-    task_name => |py, r| r.task_name.as_str(),
-    task_version => |py, r| r.task_version.as_deref(),
-    user_id => |py, r| r.user_id,
-    group_id => |py, r| r.group_id,
-    status => |py, r| r.status.as_str(),
-    start_time => |py, r| naive_to_py(py, &r.start_time)?,
-    end_time => |py, r| opt_time(py, &r.end_time)?,
-    error_type => |py, r| r.error_type.as_deref(),
+row_model!(
+    /// A row of ``biomero_task_execution``: one task's name, version, owner,
+    /// status, times (naive UTC) and error type.
+    ///
+    /// Immutable; compares, hashes and pickles by value.
+    TaskExecution, TaskExecutionRow, "biomero_task_execution", [
+    task_id,
+    task_name,
+    task_version = None,
+    user_id = None,
+    group_id = None,
+    status,
+    start_time,
+    end_time = None,
+    error_type = None,
 ]);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
