@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Type
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
 
 from biomero_rs import _core
 
@@ -30,31 +31,175 @@ class NoOpWorkflowTracker:
         return no_op_function
 
 
-class Session:
-    """A small session on the EngineManager's database.
+# SQLAlchemy's rule for `:name` in text(): not after ':', a word character
+# or a backslash, and not followed by ':' (so `::json` casts stay).
+_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
-    ``execute()`` takes a SQL string or a SQLAlchemy ``text()`` (no bound
-    parameters); statements run together in one transaction at ``commit()``;
-    ``rollback()`` and leaving the ``with`` block without commit discard them.
+
+def _bound_sql(statement: Any, params: Optional[Mapping[str, Any]], postgres: bool) -> Tuple[str, List[Any]]:
+    """``statement`` (a str or SQLAlchemy ``text()``) with its ``:name``
+    parameters numbered as the backend wants them, and their values."""
+    values: Dict[str, Any] = {}
+    bindparams = getattr(statement, "_bindparams", None)
+    if isinstance(bindparams, Mapping):
+        for name, bp in bindparams.items():
+            if getattr(bp, "value", None) is not None:
+                values[name] = bp.value
+    if params is not None:
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params: expected a mapping of parameter names to values, got {type(params).__name__}")
+        values.update(params)
+    sql = getattr(statement, "text", statement)
+    if not isinstance(sql, str):
+        raise TypeError(
+            f"statement: expected SQL text (a str or sqlalchemy.text()), got {type(statement).__name__}"
+        )
+    if not sql.strip():
+        raise ValueError("statement: empty SQL")
+    order: List[str] = []
+
+    def number(m: "re.Match[str]") -> str:
+        name = m.group(1)
+        if name not in values:
+            raise ValueError(f"params: no value for the bound parameter {name!r}")
+        if name not in order:
+            order.append(name)
+        return f"{'$' if postgres else '?'}{order.index(name) + 1}"
+
+    text = _BIND.sub(number, sql).replace("\\:", ":")
+    return text, [values[n] for n in order]
+
+
+# Statements that only read: not repeated at commit.
+_READ_ONLY = re.compile(r"\s*(select|values|show|explain)\b", re.IGNORECASE)
+
+
+class Row(tuple):  # type: ignore[type-arg]
+    """A result row: a tuple whose columns are also attributes, as
+    SQLAlchemy's ``Row`` (``row.name``, ``row._mapping["name"]``)."""
+
+    _fields: Tuple[str, ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[self._fields.index(name)]
+        except ValueError:
+            raise AttributeError(f"row has no column {name!r} (columns: {', '.join(self._fields)})") from None
+
+    @property
+    def _mapping(self) -> Dict[str, Any]:
+        return dict(zip(self._fields, self))
+
+    def _asdict(self) -> Dict[str, Any]:
+        return self._mapping
+
+
+class Result:
+    """What ``Session.execute`` returns: the rows of a query (``scalar()``,
+    ``fetchone()``, ``fetchall()``, ``first()``, ``one()``, iteration) or the
+    changed-row count of a write (``rowcount``)."""
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Tuple[Any, ...]], rowcount: int):
+        self._columns = tuple(columns)
+        row_cls = type("Row", (Row,), {"_fields": self._columns})
+        self._rows: List[Row] = [row_cls(r) for r in rows]
+        self.rowcount = rowcount if not self._columns else -1
+        self.returns_rows = bool(self._columns)
+
+    def _check(self) -> None:
+        if not self.returns_rows:
+            raise RuntimeError("this statement returns no rows (see rowcount)")
+
+    def keys(self) -> List[str]:
+        return list(self._columns)
+
+    def fetchone(self) -> Optional[Row]:
+        self._check()
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchmany(self, size: int = 1) -> List[Row]:
+        self._check()
+        out, self._rows = self._rows[:size], self._rows[size:]
+        return out
+
+    def fetchall(self) -> List[Row]:
+        self._check()
+        out, self._rows = self._rows, []
+        return out
+
+    all = fetchall
+
+    def first(self) -> Optional[Row]:
+        self._check()
+        out = self._rows[0] if self._rows else None
+        self._rows = []
+        return out
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None without rows."""
+        row = self.first()
+        return None if row is None else row[0]
+
+    def one(self) -> Row:
+        rows = self.fetchall()
+        if len(rows) != 1:
+            raise ValueError(f"expected exactly one row, got {len(rows)}")
+        return rows[0]
+
+    def one_or_none(self) -> Optional[Row]:
+        rows = self.fetchall()
+        if len(rows) > 1:
+            raise ValueError(f"expected at most one row, got {len(rows)}")
+        return rows[0] if rows else None
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def scalar_one_or_none(self) -> Any:
+        row = self.one_or_none()
+        return None if row is None else row[0]
+
+    def scalars(self) -> List[Any]:
+        return [r[0] for r in self.fetchall()]
+
+    def mappings(self) -> List[Dict[str, Any]]:
+        return [r._mapping for r in self.fetchall()]
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.fetchall())
+
+
+class Session:
+    """A small session on the EngineManager's database, as SQLAlchemy's.
+
+    ``execute(statement, params)`` takes a SQL string or a SQLAlchemy
+    ``text()`` with ``:name`` parameters bound from ``params`` and returns a
+    :class:`Result` at once. The statements of a session form one
+    transaction: ``commit()`` applies them; ``rollback()``, ``close()`` and
+    leaving the ``with`` block without commit discard them. Each
+    ``execute`` sees the session's earlier statements.
     """
 
     def __init__(self, url: str):
         self._url = url
-        self._pending: List[str] = []
+        self._postgres = url.strip().lower().startswith("postgres")
+        self._pending: List[Tuple[str, List[Any]]] = []
 
-    def execute(self, statement: Any, params: Optional[Dict[str, Any]] = None) -> None:
-        """Queue ``statement`` (SQL text or SQLAlchemy ``text()``) for :meth:`commit`.
+    def execute(self, statement: Any, params: Optional[Mapping[str, Any]] = None) -> Result:
+        """Run ``statement`` (SQL text or SQLAlchemy ``text()``, with ``:name``
+        parameters from ``params``) in this session's transaction and return
+        its rows; writes take effect at :meth:`commit`.
 
         Raises:
-            NotImplementedError: ``params`` were given (bound parameters are not supported).
-            ValueError: The statement is empty.
+            TypeError: ``params`` is not a mapping, or a value cannot be bound.
+            ValueError: A parameter is missing or the statement is empty.
+            DatabaseError: The statement failed.
         """
-        if params:
-            raise NotImplementedError("Session.execute: bound parameters are not supported")
-        sql = str(statement).strip()
-        if not sql:
-            raise ValueError("statement: empty SQL")
-        self._pending.append(sql.rstrip(";"))
+        sql, values = _bound_sql(statement, params, self._postgres)
+        columns, rows, rowcount = _core.execute_statements(self._url, [*self._pending, (sql, values)], False)
+        if not columns or not _READ_ONLY.match(sql):
+            self._pending.append((sql, values))
+        return Result(columns, rows, rowcount)
 
     def commit(self) -> None:
         """Run the queued statements in one transaction.
@@ -64,7 +209,7 @@ class Session:
         """
         pending, self._pending = self._pending, []
         if pending:
-            _core.execute_sql(self._url, ";\n".join(pending) + ";")
+            _core.execute_statements(self._url, pending, True)
 
     def rollback(self) -> None:
         """Discard the queued statements."""
@@ -226,4 +371,4 @@ class SingleThreadedRunner:
         self.stop()
 
 
-__all__ = ["EngineManager", "NoOpWorkflowTracker", "Session", "SingleThreadedRunner", "System"]
+__all__ = ["EngineManager", "NoOpWorkflowTracker", "Result", "Row", "Session", "SingleThreadedRunner", "System"]

@@ -216,3 +216,128 @@ pub fn execute_sql(py: Python<'_>, url: &str, sql: &str) -> PyResult<()> {
 pub fn close_store(url: &str) {
     store::close(url);
 }
+
+/// A bound value of an ad-hoc statement.
+fn any_param(obj: &Bound<'_, PyAny>, i: usize) -> PyResult<store::Sql> {
+    use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+    use store::Sql;
+    let py = obj.py();
+    Ok(if obj.is_none() {
+        Sql::Null
+    } else if let Ok(b) = obj.downcast::<PyBool>() {
+        Sql::Int(b.is_true().into())
+    } else if obj.is_instance_of::<PyInt>() {
+        Sql::Int(crate::python::convert::int_arg(
+            &format!("params[{i}]"),
+            obj,
+        )?)
+    } else if let Ok(f) = obj.downcast::<PyFloat>() {
+        Sql::Real(f.value())
+    } else if obj.is_instance_of::<PyString>() {
+        Sql::Text(crate::python::convert::str_arg(
+            &format!("params[{i}]"),
+            obj,
+        )?)
+    } else if obj.is_instance(&py.import("uuid")?.getattr("UUID")?)? {
+        Sql::Uuid(crate::python::convert::uuid_arg(
+            &format!("params[{i}]"),
+            obj,
+        )?)
+    } else if obj.is_instance(&py.import("datetime")?.getattr("datetime")?)? {
+        // Aware times are taken in UTC; naive ones as they are (UTC).
+        let t = if obj.getattr("tzinfo")?.is_none() {
+            obj.clone()
+        } else {
+            let utc = py.import("datetime")?.getattr("timezone")?.getattr("utc")?;
+            let kw = pyo3::types::PyDict::new(py);
+            kw.set_item("tzinfo", py.None())?;
+            obj.call_method1("astimezone", (utc,))?
+                .call_method("replace", (), Some(&kw))?
+        };
+        let text: String = t.call_method1("isoformat", (" ",))?.extract()?;
+        Sql::Time(
+            chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f").map_err(|e| {
+                pyo3::exceptions::PyValueError::new_err(format!("params[{i}]: {text}: {e}"))
+            })?,
+        )
+    } else {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "params[{i}]: cannot bind a {} (bind None, bool, int, float, str, uuid.UUID or datetime)",
+            obj.get_type().name()?
+        )));
+    })
+}
+
+fn any_cell_to_py<'py>(py: Python<'py>, cell: store::AnyCell) -> PyResult<Bound<'py, PyAny>> {
+    use crate::python::convert::{date_to_py, naive_to_py, uuid_to_py};
+    use store::AnyCell;
+    Ok(match cell {
+        AnyCell::Null => py.None().into_bound(py),
+        AnyCell::Bool(b) => pyo3::types::PyBool::new(py, b).to_owned().into_any(),
+        AnyCell::Int(i) => i.into_pyobject(py)?.into_any(),
+        AnyCell::Real(f) => f.into_pyobject(py)?.into_any(),
+        AnyCell::Text(s) => s.into_pyobject(py)?.into_any(),
+        AnyCell::Bytes(b) => pyo3::types::PyBytes::new(py, &b).into_any(),
+        AnyCell::Uuid(u) => uuid_to_py(py, &u)?,
+        AnyCell::Time(t) => naive_to_py(py, &t)?,
+        AnyCell::TimeTz(t) => {
+            let utc = py.import("datetime")?.getattr("timezone")?.getattr("utc")?;
+            let kw = PyDict::new(py);
+            kw.set_item("tzinfo", utc)?;
+            naive_to_py(py, &t)?.call_method("replace", (), Some(&kw))?
+        }
+        AnyCell::Date(d) => date_to_py(py, &d)?,
+    })
+}
+
+/// Runs `statements` (each `(sql, params)`, placeholders `?1`/`$1` as the
+/// backend wants them) in one transaction on the database of `url`, and
+/// commits it when `commit` is true, else rolls it back. Returns the column
+/// names, the rows (tuples) and the changed-row count of the last statement.
+/// For the drop-in `EngineManager.get_session()`.
+#[pyfunction]
+pub fn execute_statements<'py>(
+    py: Python<'py>,
+    url: &str,
+    statements: Vec<(String, Vec<Bound<'py, PyAny>>)>,
+    commit: bool,
+) -> PyResult<(Vec<String>, Bound<'py, pyo3::types::PyList>, u64)> {
+    let mut bound = Vec::with_capacity(statements.len());
+    for (sql, params) in statements {
+        let params = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| any_param(p, i))
+            .collect::<PyResult<Vec<_>>>()?;
+        bound.push((sql, params));
+    }
+    let mut last = store::AnyRows::default();
+    let outcome = py.allow_threads(|| {
+        let store = store::open(url)?;
+        // The SQL may drop view tables: check them again on next use.
+        crate::migrations::forget(store.as_ref());
+        store::write_tx(store.as_ref(), |tx| {
+            for (sql, params) in &bound {
+                last = tx.query_any(sql, params)?;
+            }
+            if commit {
+                Ok(())
+            } else {
+                Err(crate::Error::Cancelled("rolled back".into()))
+            }
+        })
+    });
+    match outcome {
+        Ok(()) | Err(crate::Error::Cancelled(_)) => {}
+        Err(e) => return Err(to_py(e)),
+    }
+    let rows = pyo3::types::PyList::empty(py);
+    for row in last.rows {
+        let cells = row
+            .into_iter()
+            .map(|c| any_cell_to_py(py, c))
+            .collect::<PyResult<Vec<_>>>()?;
+        rows.append(pyo3::types::PyTuple::new(py, cells)?)?;
+    }
+    Ok((last.columns, rows, last.affected))
+}

@@ -70,6 +70,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(maintenance::status, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::execute_sql, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::close_store, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::execute_statements, m)?)?;
     m.add_class::<tracker::WorkflowTracker>()?;
     m.add_class::<tracker::Repository>()?;
     m.add_class::<tracker::NotificationLog>()?;

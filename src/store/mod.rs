@@ -391,6 +391,38 @@ pub trait Tx {
 
     /// Whether a table exists.
     fn table_exists(&mut self, table: &str) -> Result<bool>;
+
+    /// One ad-hoc statement of a client (placeholders `?1, ?2, ...` on
+    /// SQLite, `$1, $2, ...` on Postgres) with `params` bound: its column
+    /// names and rows, each cell as the backend holds it, or the number of
+    /// rows it changed when it returns none.
+    fn query_any(&mut self, sql: &str, params: &[Sql]) -> Result<AnyRows>;
+}
+
+/// A cell of [`Tx::query_any`]: what the backend's column holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyCell {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+    Uuid(Uuid),
+    /// Naive (a column without time zone).
+    Time(NaiveDateTime),
+    /// With time zone, in UTC.
+    TimeTz(NaiveDateTime),
+    Date(chrono::NaiveDate),
+}
+
+/// The answer of [`Tx::query_any`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnyRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<AnyCell>>,
+    /// Rows changed by a statement that returns none.
+    pub affected: u64,
 }
 
 /// A store: hands out transactions on pooled connections.

@@ -9,8 +9,9 @@ use crate::error::{Error, Result};
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::PostgresTarget;
 use crate::store::{
-    edge_events_sql, events_of_sql, select_row, shift_placeholders, Backend, EdgeQuery, EventStore,
-    Kind, NoRow, Notification, NotificationRef, Sql, StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
+    edge_events_sql, events_of_sql, select_row, shift_placeholders, AnyCell, AnyRows, Backend,
+    EdgeQuery, EventStore, Kind, NoRow, Notification, NotificationRef, Sql, StoredEvent, Tx,
+    EDGE_QUERIES_PER_STATEMENT,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use postgres::error::SqlState;
@@ -666,6 +667,44 @@ fn read_cell(row: &postgres::Row, i: usize, kind: Kind) -> Result<Sql> {
     }
 }
 
+/// A cell of an ad-hoc query, by its column's type; other types are
+/// refused with a hint to cast them.
+fn any_cell(row: &postgres::Row, i: usize) -> Result<AnyCell> {
+    fn get<'a, T: postgres::types::FromSql<'a>>(
+        row: &'a postgres::Row,
+        i: usize,
+        f: impl FnOnce(T) -> AnyCell,
+    ) -> Result<AnyCell> {
+        Ok(row
+            .try_get::<_, Option<T>>(i)
+            .map_err(pg_err)?
+            .map_or(AnyCell::Null, f))
+    }
+    let column = &row.columns()[i];
+    let ty = column.type_();
+    match *ty {
+        Type::BOOL => get(row, i, AnyCell::Bool),
+        Type::INT2 => get(row, i, |v: i16| AnyCell::Int(v.into())),
+        Type::INT4 => get(row, i, |v: i32| AnyCell::Int(v.into())),
+        Type::INT8 => get(row, i, AnyCell::Int),
+        Type::OID => get(row, i, |v: u32| AnyCell::Int(v.into())),
+        Type::FLOAT4 => get(row, i, |v: f32| AnyCell::Real(v.into())),
+        Type::FLOAT8 => get(row, i, AnyCell::Real),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+            get(row, i, AnyCell::Text)
+        }
+        Type::BYTEA => get(row, i, AnyCell::Bytes),
+        Type::UUID => get(row, i, AnyCell::Uuid),
+        Type::TIMESTAMP => get(row, i, AnyCell::Time),
+        Type::TIMESTAMPTZ => get(row, i, |t: DateTime<Utc>| AnyCell::TimeTz(t.naive_utc())),
+        Type::DATE => get(row, i, AnyCell::Date),
+        _ => Err(Error::value(format!(
+            "column {:?} has the type {ty}, which this session cannot read: cast it (e.g. ::text)",
+            column.name()
+        ))),
+    }
+}
+
 fn stored_event(row: &postgres::Row, offset: usize) -> Result<StoredEvent> {
     Ok(StoredEvent {
         originator_id: row.try_get(offset).map_err(pg_err)?,
@@ -987,5 +1026,32 @@ impl Tx for PgTx<'_> {
             )
             .map_err(pg_err)?;
         Ok(row.try_get::<_, i64>(0).map_err(pg_err)? > 0)
+    }
+
+    fn query_any(&mut self, sql: &str, params: &[Sql]) -> Result<AnyRows> {
+        self.ready()?;
+        self.before_write()?;
+        // Not kept in the statement cache: ad-hoc SQL.
+        let stmt = self.client.prepare(sql).map_err(pg_err)?;
+        let bound = bind_all(&stmt, params)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
+        if stmt.columns().is_empty() {
+            let affected = self.client.execute(&stmt, &refs).map_err(pg_err)?;
+            return Ok(AnyRows {
+                affected,
+                ..AnyRows::default()
+            });
+        }
+        let columns = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
+        let rows = self.client.query(&stmt, &refs).map_err(pg_err)?;
+        let rows = rows
+            .iter()
+            .map(|row| (0..row.len()).map(|i| any_cell(row, i)).collect())
+            .collect::<Result<Vec<Vec<AnyCell>>>>()?;
+        Ok(AnyRows {
+            columns,
+            rows,
+            affected: 0,
+        })
     }
 }

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::{SqliteLocation, Synchronous};
 use crate::store::{
-    edge_events_sql, events_of_sql, Backend, EdgeQuery, EventStore, Kind, Notification,
-    NotificationRef, Sql, StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
+    edge_events_sql, events_of_sql, AnyCell, AnyRows, Backend, EdgeQuery, EventStore, Kind,
+    Notification, NotificationRef, Sql, StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
 };
 use chrono::NaiveDateTime;
 use r2d2::{ManageConnection, Pool};
@@ -552,5 +552,41 @@ impl Tx for SqliteTx<'_> {
             )
             .map(|n| n > 0)
             .map_err(sql_err)
+    }
+
+    fn query_any(&mut self, sql: &str, params: &[Sql]) -> Result<AnyRows> {
+        let mut stmt = self.conn.prepare(sql).map_err(sql_err)?;
+        if stmt.column_count() == 0 {
+            let affected = stmt
+                .execute(params_from_iter(params.iter()))
+                .map_err(sql_err)?;
+            return Ok(AnyRows {
+                affected: affected as u64,
+                ..AnyRows::default()
+            });
+        }
+        let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+        let mut rows = stmt
+            .query(params_from_iter(params.iter()))
+            .map_err(sql_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            let mut cells = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                cells.push(match row.get_ref(i).map_err(sql_err)? {
+                    ValueRef::Null => AnyCell::Null,
+                    ValueRef::Integer(v) => AnyCell::Int(v),
+                    ValueRef::Real(v) => AnyCell::Real(v),
+                    ValueRef::Text(t) => AnyCell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => AnyCell::Bytes(b.to_vec()),
+                });
+            }
+            out.push(cells);
+        }
+        Ok(AnyRows {
+            columns,
+            rows: out,
+            affected: 0,
+        })
     }
 }
