@@ -15,6 +15,7 @@ __all__ = [
     "ensure_view_tables",
     "status",
     "execute_sql",
+    "execute_statements",
     "close_store",
     "WorkflowTracker",
     "Repository",

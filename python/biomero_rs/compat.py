@@ -78,6 +78,7 @@ class Row(tuple):  # type: ignore[type-arg]
     """A result row: a tuple whose columns are also attributes, as
     SQLAlchemy's ``Row`` (``row.name``, ``row._mapping["name"]``)."""
 
+    __slots__ = ()
     _fields: Tuple[str, ...] = ()
 
     def __getattr__(self, name: str) -> Any:
@@ -111,25 +112,48 @@ class Result:
             raise RuntimeError("this statement returns no rows (see rowcount)")
 
     def keys(self) -> List[str]:
+        """Return the column names (empty for a statement without rows)."""
         return list(self._columns)
 
     def fetchone(self) -> Optional[Row]:
+        """Return the next row, or None when none is left.
+
+        Raises:
+            RuntimeError: The statement returns no rows.
+        """
         self._check()
         return self._rows.pop(0) if self._rows else None
 
     def fetchmany(self, size: int = 1) -> List[Row]:
+        """Return the next ``size`` rows (fewer at the end).
+
+        Raises:
+            RuntimeError: The statement returns no rows.
+        """
         self._check()
         out, self._rows = self._rows[:size], self._rows[size:]
         return out
 
     def fetchall(self) -> List[Row]:
+        """Return the rows not fetched yet.
+
+        Raises:
+            RuntimeError: The statement returns no rows.
+        """
         self._check()
         out, self._rows = self._rows, []
         return out
 
-    all = fetchall
+    def all(self) -> List[Row]:
+        """As :meth:`fetchall`: the rows not fetched yet."""
+        return self.fetchall()
 
     def first(self) -> Optional[Row]:
+        """Return the next row, or None, and discard the rest.
+
+        Raises:
+            RuntimeError: The statement returns no rows.
+        """
         self._check()
         out = self._rows[0] if self._rows else None
         self._rows = []
@@ -141,28 +165,50 @@ class Result:
         return None if row is None else row[0]
 
     def one(self) -> Row:
+        """Return the only row.
+
+        Raises:
+            ValueError: There is not exactly one row.
+        """
         rows = self.fetchall()
         if len(rows) != 1:
             raise ValueError(f"expected exactly one row, got {len(rows)}")
         return rows[0]
 
     def one_or_none(self) -> Optional[Row]:
+        """Return the only row, or None without rows.
+
+        Raises:
+            ValueError: There is more than one row.
+        """
         rows = self.fetchall()
         if len(rows) > 1:
             raise ValueError(f"expected at most one row, got {len(rows)}")
         return rows[0] if rows else None
 
     def scalar_one(self) -> Any:
+        """Return the first column of the only row.
+
+        Raises:
+            ValueError: There is not exactly one row.
+        """
         return self.one()[0]
 
     def scalar_one_or_none(self) -> Any:
+        """Return the first column of the only row, or None without rows.
+
+        Raises:
+            ValueError: There is more than one row.
+        """
         row = self.one_or_none()
         return None if row is None else row[0]
 
     def scalars(self) -> List[Any]:
+        """Return the first column of every row not fetched yet."""
         return [r[0] for r in self.fetchall()]
 
     def mappings(self) -> List[Dict[str, Any]]:
+        """Return the rows not fetched yet as dicts of column name to value."""
         return [r._mapping for r in self.fetchall()]
 
     def __iter__(self) -> Iterator[Row]:
