@@ -124,15 +124,16 @@ pub fn run_migrations(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResul
 /// Make sure the view tables exist, as a process does at startup.
 ///
 /// Runs the migrations when ``BIOMERO_RUN_MIGRATIONS`` is 1 (the default),
-/// adopting an unstamped schema only when ``BIOMERO_ALLOW_AUTO_STAMP=1``;
-/// with ``BIOMERO_RUN_MIGRATIONS=0`` it only checks that the tables exist.
+/// adopting an unstamped schema that matches BIOMERO's baseline; with
+/// ``BIOMERO_RUN_MIGRATIONS=0`` it changes nothing and only checks.
 ///
 /// Args:
 ///     url: The database URL; None reads ``SQLALCHEMY_URL``.
 ///
 /// Raises:
 ///     ValueError: The URL is not valid.
-///     DatabaseError: The database failed, or the tables are missing.
+///     DatabaseError: The database failed, the tables are missing, or they
+///         hold a schema this version cannot adopt; nothing changed.
 #[pyfunction]
 #[pyo3(signature = (url=None))]
 pub fn ensure_view_tables(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
