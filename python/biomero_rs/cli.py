@@ -1,7 +1,8 @@
-"""The ``biomero-rs`` command: migrate, rebuild, catch-up, status and demo.
+"""The ``biomero-rs`` command: migrate, rebuild, catch-up, status, verify and demo.
 
 The database URL comes from ``--url`` or ``SQLALCHEMY_URL``.
-Exit codes: 0 done, 1 failed (the message says why), 2 bad usage, 130 interrupted.
+Exit codes: 0 done, 1 failed (the message says why; for verify: the views differ),
+2 bad usage, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import random
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import biomero_rs
 from biomero_rs.exceptions import BiomeroError
@@ -99,6 +100,31 @@ def cmd_status(args) -> int:
     for name, v in s["views"].items():
         print(f"  {name:<20} {v['position']:>10,}  {v['lag']:>8,} behind")
     return 0
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    diffs = biomero_rs.verify(_url(args))
+    if args.json:
+        print(json.dumps([_jsonable(d) for d in diffs], indent=2))
+    else:
+        for d in diffs:
+            if d["column"] is None:
+                what = "missing row" if d["live"] is None else "extra row"
+                side = d["expected"] if d["live"] is None else d["live"]
+                print(f"{d['table']} {d['key']}: {what} {_jsonable(side)}")
+            else:
+                print(f"{d['table']} {d['key']} {d['column']}: live {d['live']!r}, "
+                      f"expected {d['expected']!r}")
+        print(f"{len(diffs)} differences" if diffs else "the views are right")
+    return 1 if diffs else 0
 
 
 def _table(title: str, rows: Sequence[dict], columns: Sequence[str]) -> None:
@@ -197,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_url(sub.add_parser("status", help="event counts and each view's position and lag"))
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_status)
+
+    sp = with_url(sub.add_parser(
+        "verify", help="compare the views with a rebuild, read-only; exit 1 on any difference"))
+    sp.add_argument("--json", action="store_true", help="print the differences as JSON")
+    sp.set_defaults(func=cmd_verify)
 
     sp = sub.add_parser("demo", help="simulate workflows into an SQLite file and print the four views")
     sp.add_argument("--db", default="biomero-demo.db", help="SQLite file (default: biomero-demo.db, replaced)")
