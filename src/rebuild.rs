@@ -22,6 +22,7 @@ use crate::error::Result;
 use crate::projections::cache::Cache;
 use crate::projections::{self, View};
 use crate::store::{self, Backend, EventStore, Kind, Sql, Tx};
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// Events a rebuild applies per batch (and per commit on SQLite).
@@ -73,6 +74,15 @@ fn count_between(tx: &mut dyn Tx, after: i64, upto: i64) -> Result<u64> {
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
 }
 
+/// The stored events after `start` up to `upto` (all of them from 0).
+fn count_from(tx: &mut dyn Tx, start: i64, upto: i64) -> Result<u64> {
+    if start == 0 {
+        count_events(tx)
+    } else {
+        count_between(tx, start, upto)
+    }
+}
+
 /// Every stored event. (No `WHERE` on id: SQLite then counts the entries of
 /// the smallest index instead of reading the whole table.)
 fn count_events(tx: &mut dyn Tx) -> Result<u64> {
@@ -94,6 +104,86 @@ pub fn rebuild(
     rebuild_with(store, views, progress, Cache::for_rebuild(), REBUILD_BATCH)
 }
 
+/// The timestamp of a stored event: read straight from the state's
+/// `"timestamp": {"_type_": "datetime_iso", "_data_": "..."}` where it has
+/// that form, else by decoding the event.
+fn event_time(n: &crate::store::NotificationRef<'_>) -> Option<DateTime<Utc>> {
+    fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from + needle.len())
+    }
+    let quick = find(n.state, b"\"timestamp\"", 0)
+        .and_then(|at| find(n.state, b"\"_data_\":\"", at))
+        .and_then(|start| {
+            let len = n.state.get(start..)?.iter().position(|b| *b == b'"')?;
+            let text = std::str::from_utf8(&n.state[start..start + len]).ok()?;
+            crate::domain::events::parse_timestamp(text)
+        });
+    quick.or_else(|| projections::decode_ref(n).map(|e| e.timestamp))
+}
+
+/// The first notification (lowest id) whose event's timestamp is at or
+/// after `cutoff`, as the reference's SlurmClient finds it (`MIN(id) ...
+/// WHERE timestamp >= cutoff`), on both backends; `None` when there is none.
+/// Reads the log from the start and stops at the first match.
+pub fn first_at_or_after(tx: &mut dyn Tx, cutoff: DateTime<Utc>) -> Result<Option<i64>> {
+    let mut after = 0;
+    loop {
+        let mut found = None;
+        let (count, last) = tx.scan_notifications(after, None, REBUILD_BATCH, &mut |n| {
+            if found.is_none() && event_time(n).is_some_and(|t| t >= cutoff) {
+                found = Some(n.id);
+            }
+        })?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        match last {
+            Some(last) if count > 0 => after = last,
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// A partial rebuild from a cutoff: empties the views' tables and applies
+/// every event from the first one whose timestamp is at or after `since`
+/// (that event included), while the facts a projector looks up (a task's
+/// TaskCreated, a workflow's owner) still come from the whole log. A cutoff
+/// after the last event means a full replay (as in the reference). Returns
+/// the number of events applied.
+pub fn rebuild_since(
+    store: &dyn EventStore,
+    views: &[View],
+    progress: Option<Progress<'_>>,
+    since: DateTime<Utc>,
+) -> Result<u64> {
+    crate::migrations::ensure_view_tables_in(store)?;
+    let first = store::read_tx(store, |tx| first_at_or_after(tx, since))?.unwrap_or(1);
+    log::info!("biomero_rs rebuild: cutoff {since} -> from notification {first}");
+    rebuild_from(store, views, progress, first)
+}
+
+/// Empties the views' tables and applies every event from notification
+/// `first` on (1: a full rebuild). Returns the number of events applied.
+pub fn rebuild_from(
+    store: &dyn EventStore,
+    views: &[View],
+    progress: Option<Progress<'_>>,
+    first: i64,
+) -> Result<u64> {
+    let start = first.max(1) - 1;
+    rebuild_range(
+        store,
+        views,
+        progress,
+        Cache::for_rebuild_from(start),
+        REBUILD_BATCH,
+        start,
+    )
+}
+
 /// [`rebuild`] with a given cache and batch size (tests use tiny ones to
 /// exercise eviction); `cache` must come from [`Cache::for_rebuild`].
 #[doc(hidden)]
@@ -101,8 +191,22 @@ pub fn rebuild_with(
     store: &dyn EventStore,
     views: &[View],
     progress: Option<Progress<'_>>,
+    cache: Cache,
+    batch: usize,
+) -> Result<u64> {
+    rebuild_range(store, views, progress, cache, batch, 0)
+}
+
+/// Empties the views' tables and applies the events after notification
+/// `start` (positions start there), with `cache` from
+/// [`Cache::for_rebuild_from`]`(start)`.
+fn rebuild_range(
+    store: &dyn EventStore,
+    views: &[View],
+    progress: Option<Progress<'_>>,
     mut cache: Cache,
     batch: usize,
+    start: i64,
 ) -> Result<u64> {
     crate::migrations::ensure_view_tables_in(store)?;
     let mut progress = progress;
@@ -116,8 +220,8 @@ pub fn rebuild_with(
         Backend::Postgres => store::write_tx(store, |tx| {
             reset(tx, views)?;
             let upto = tx.max_notification_id()?;
-            let total = count_events(tx)?;
-            let mut positions = vec![0; views.len()];
+            let total = count_from(tx, start, upto)?;
+            let mut positions = vec![start.min(upto); views.len()];
             let mut done = 0;
             report(0, total)?;
             while positions.iter().any(|p| *p < upto) {
@@ -129,10 +233,11 @@ pub fn rebuild_with(
         Backend::Sqlite => {
             let (upto, total) = store::write_tx(store, |tx| {
                 reset(tx, views)?;
-                Ok((tx.max_notification_id()?, count_events(tx)?))
+                let upto = tx.max_notification_id()?;
+                Ok((upto, count_from(tx, start, upto)?))
             })?;
             report(0, total)?;
-            let mut positions = vec![0; views.len()];
+            let mut positions = vec![start.min(upto); views.len()];
             let mut done = 0;
             while positions.iter().any(|p| *p < upto) {
                 done += store::write_tx(store, |tx| {

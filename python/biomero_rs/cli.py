@@ -8,6 +8,7 @@ Exit codes: 0 done, 1 failed (the message says why; for verify: the views differ
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import random
@@ -71,12 +72,24 @@ def cmd_migrate(args) -> int:
     return 0
 
 
+def _since(args: argparse.Namespace) -> Optional[str]:
+    """The cutoff of --since DATE or --days N (N days before now, UTC)."""
+    if getattr(args, "days", None) is not None:
+        if args.days < 0:
+            raise ValueError(f"--days: expected a number of days >= 0, got {args.days}")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return (now - datetime.timedelta(days=args.days)).isoformat()
+    return getattr(args, "since", None)
+
+
 def cmd_rebuild(args) -> int:
     bar = None if args.quiet else ProgressBar("rebuild")
     start = time.monotonic()
-    n = biomero_rs.rebuild_views(_url(args), _views(args.views), progress=bar)
+    since = _since(args)
+    n = biomero_rs.rebuild_views(_url(args), _views(args.views), progress=bar, since=since)
     secs = time.monotonic() - start
-    print(f"rebuilt {', '.join(_views(args.views))} from {n:,} events in {secs:.2f}s")
+    frm = f" (cutoff {since})" if since else ""
+    print(f"rebuilt {', '.join(_views(args.views))} from {n:,} events{frm} in {secs:.2f}s")
     return 0
 
 
@@ -214,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_url(sub.add_parser("rebuild", help="empty the views and replay every event"))
     sp.add_argument("--views", help=f"comma-separated views (default: all of {','.join(VIEW_NAMES)})")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cutoff = sp.add_mutually_exclusive_group()
+    cutoff.add_argument("--since", metavar="YYYY-MM-DD",
+                        help="replay only from the first event at or after this date (UTC) or ISO time")
+    cutoff.add_argument("--days", type=int, metavar="N",
+                        help="replay only the events of the last N days")
     sp.set_defaults(func=cmd_rebuild)
 
     sp = with_url(sub.add_parser("catch-up", help="apply events the views have not seen yet"))

@@ -11,19 +11,68 @@ fn open(url: Option<String>) -> crate::Result<std::sync::Arc<dyn store::EventSto
     store::open(&url)
 }
 
-/// Empties the chosen view tables and replays every event from the first.
+/// The cutoff of `since=`: an aware datetime, a naive one (UTC), a date
+/// (midnight UTC) or an ISO text of either.
+fn since_arg(obj: &Bound<'_, PyAny>) -> PyResult<chrono::DateTime<chrono::Utc>> {
+    use pyo3::exceptions::{PyTypeError, PyValueError};
+    let py = obj.py();
+    let dt = py.import("datetime")?;
+    let datetime = dt.getattr("datetime")?;
+    let value = if obj.is_instance_of::<pyo3::types::PyString>() {
+        let text: String = obj.extract()?;
+        datetime
+            .call_method1("fromisoformat", (text.trim(),))
+            .map_err(|_| {
+                PyValueError::new_err(format!(
+                    "since: {text:?} is not an ISO date or datetime (e.g. 2024-06-01 or \
+                     2024-06-01T08:00:00+00:00)"
+                ))
+            })?
+    } else if obj.is_instance(&datetime)? {
+        obj.clone()
+    } else if obj.is_instance(&dt.getattr("date")?)? {
+        datetime.call_method1("combine", (obj, dt.getattr("time")?.call0()?))?
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "since: expected a datetime, a date or an ISO text, got {}",
+            obj.get_type().name()?
+        )));
+    };
+    let utc = dt.getattr("timezone")?.getattr("utc")?;
+    let value = if value.getattr("tzinfo")?.is_none() {
+        let kw = PyDict::new(py);
+        kw.set_item("tzinfo", &utc)?;
+        value.call_method("replace", (), Some(&kw))?
+    } else {
+        value.call_method1("astimezone", (&utc,))?
+    };
+    let text: String = value.call_method0("isoformat")?.extract()?;
+    crate::domain::events::parse_timestamp(&text)
+        .ok_or_else(|| PyValueError::new_err(format!("since: cannot read {text:?}")))
+}
+
+/// Empties the chosen view tables and replays every event from the first,
+/// or, with `since` (an aware datetime, a naive one in UTC, a date or an ISO
+/// text), from the first event whose timestamp is at or after it (that
+/// event included; facts the projectors look up still come from the whole
+/// log; a cutoff after the last event replays everything).
 /// `progress(done, total)` is called after each batch. Returns the number of
 /// events replayed.
 #[pyfunction]
-#[pyo3(signature = (url=None, views=None, progress=None))]
+#[pyo3(signature = (url=None, views=None, progress=None, since=None))]
 pub fn rebuild_views(
     py: Python<'_>,
     url: Option<&Bound<'_, PyAny>>,
     views: Option<&Bound<'_, PyAny>>,
     progress: Option<PyObject>,
+    since: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<u64> {
     let url = url_arg(url)?;
     let views = views_arg(views)?;
+    let since = match since {
+        Some(s) if !s.is_none() => Some(since_arg(s)?),
+        _ => None,
+    };
     if let Some(p) = &progress {
         if !p.bind(py).is_callable() {
             return Err(pyo3::exceptions::PyTypeError::new_err(
@@ -46,7 +95,12 @@ pub fn rebuild_views(
                 }
             })
         };
-        crate::rebuild::rebuild(store.as_ref(), &views, Some(&mut cb))
+        match since {
+            Some(cutoff) => {
+                crate::rebuild::rebuild_since(store.as_ref(), &views, Some(&mut cb), cutoff)
+            }
+            None => crate::rebuild::rebuild(store.as_ref(), &views, Some(&mut cb)),
+        }
     });
     match (result, failure) {
         (_, Some(e)) => Err(e),
