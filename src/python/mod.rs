@@ -3,6 +3,7 @@
 mod convert;
 mod errors;
 mod maintenance;
+mod sqlite_guard;
 mod tracker;
 mod views;
 
@@ -49,6 +50,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
             let _ = LOG_RESET.set(h);
         }
     }
+    sqlite_guard::install();
     m.add_function(wrap_pyfunction!(reset_logging_cache, m)?)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::rebuild_views, m)?)?;

@@ -25,6 +25,18 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// SQLAlchemy's SQLite DATETIME text.
 pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
+/// A check run before a SQLite file is opened. The Python module installs
+/// one that refuses when Python's `sqlite3` module uses another SQLite
+/// library in the same process (`src/python/sqlite_guard.rs`).
+pub type OpenGuard = fn(&std::path::Path) -> Result<()>;
+
+static OPEN_GUARD: std::sync::OnceLock<OpenGuard> = std::sync::OnceLock::new();
+
+/// Installs the check run before every SQLite file store opens (first wins).
+pub fn set_open_guard(guard: OpenGuard) {
+    let _ = OPEN_GUARD.set(guard);
+}
+
 pub struct SqliteStore {
     pool: Pool<SqliteConnectionManager>,
     masked: String,
@@ -55,6 +67,9 @@ impl SqliteStore {
                             path.display()
                         )));
                     }
+                }
+                if let Some(guard) = OPEN_GUARD.get() {
+                    guard(path)?;
                 }
                 (
                     SqliteConnectionManager::file(path),
