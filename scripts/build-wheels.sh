@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds what users pip-install: manylinux_2_28 abi3 wheels of biomero_rs and
-# the sdist, into dist/ (or --out DIR), and checks them.
+# Builds what users pip-install: the sdist of biomero_rs and, from the sdist,
+# manylinux_2_28 abi3 wheels, into dist/ (or --out DIR), and checks them.
 #
 # The wheels load the system libsqlite3.so.0 (the library Python's own sqlite3
 # module links) instead of bundling a copy of SQLite: two SQLite copies in one
@@ -97,20 +97,28 @@ for arch in ${ARCHES//,/ }; do
   echo "== building the $arch wheel ($PROFILE profile)"
   rm -rf "$RAW" && mkdir -p "$RAW"
   start=$SECONDS
-  SQLITE3_LIB_DIR="$link" maturin build --profile "$PROFILE" --target "$triple" --zig \
+  # --sdist: the sdist first, then the wheel from the sdist's files alone.
+  SQLITE3_LIB_DIR="$link" maturin build --sdist --profile "$PROFILE" --target "$triple" --zig \
     --compatibility "$MANYLINUX" --auditwheel skip --target-dir "$WORK/cargo" -o "$RAW" -q
   echo "   built in $((SECONDS - start)) s"
+  mv "$RAW"/biomero_rs-*.tar.gz "$OUT"/
   echo "== auditwheel: $MANYLINUX policy, libsqlite3.so.0 left to the system"
-  if ! auditwheel repair --exclude libsqlite3.so.0 --plat "${MANYLINUX}_$arch" --only-plat \
+  # auditwheel names only the host's policies; for another architecture it
+  # finds the policy itself, and the tag it gives must be ours.
+  plat="${MANYLINUX}_$arch"
+  [ "$arch" = "$(uname -m)" ] || plat=auto
+  if ! auditwheel repair --exclude libsqlite3.so.0 --plat "$plat" --only-plat \
     -w "$OUT" "$RAW"/biomero_rs-*.whl >"$WORK/auditwheel.log" 2>&1; then
     cat "$WORK/auditwheel.log" >&2
     exit 1
   fi
+  if ! ls "$OUT"/biomero_rs-*-"${MANYLINUX}_$arch".whl >/dev/null 2>&1; then
+    cat "$WORK/auditwheel.log" >&2
+    echo "auditwheel did not give the ${MANYLINUX}_$arch tag" >&2
+    exit 1
+  fi
   grep -i "written to" "$WORK/auditwheel.log" || true
 done
-
-echo "== sdist"
-maturin sdist -o "$OUT" 2>&1 | grep -v "^$" | tail -1
 
 echo "== checks"
 "$TOOLS/bin/python" "$ROOT/scripts/check-wheel.py" "$OUT"/biomero_rs-*.whl

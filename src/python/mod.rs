@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 
 static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
 
-/// Forgets cached logger levels after `logging` configuration changed.
+/// Forget the cached Python logger levels, so that a change of ``logging``
+/// configuration made after import takes effect for biomero_rs's messages.
 #[pyfunction]
 fn reset_logging_cache() {
     if let Some(h) = LOG_RESET.get() {
@@ -20,8 +21,19 @@ fn reset_logging_cache() {
     }
 }
 
-/// Decodes stored `state` bytes of `topic` and encodes them again, as
-/// biomero_rs would write that event (a diagnostic for byte compatibility).
+/// Decode stored ``state`` bytes of an event and encode them again, as
+/// biomero_rs would write that event (a check of byte compatibility).
+///
+/// Args:
+///     topic: The event's topic (``biomero.eventsourcing:Task.TaskCreated``).
+///     state: The stored state bytes.
+///
+/// Returns:
+///     The re-encoded state bytes.
+///
+/// Raises:
+///     ValueError: The topic is unknown.
+///     BiomeroError: The bytes cannot be decoded.
 #[pyfunction]
 fn reencode_state<'py>(
     py: Python<'py>,

