@@ -14,6 +14,7 @@ __all__ = [
     "run_migrations",
     "ensure_view_tables",
     "status",
+    "verify",
     "execute_sql",
     "execute_statements",
     "close_store",
