@@ -27,6 +27,7 @@ from biomero_rs._core import (
     reset_logging_cache,
     run_migrations,
     status,
+    verify,
 )
 from biomero_rs.compat import (
     EngineManager,
@@ -73,5 +74,6 @@ __all__ = [
     "reset_logging_cache",
     "run_migrations",
     "status",
+    "verify",
     "workflow_status",
 ]

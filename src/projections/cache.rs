@@ -463,7 +463,14 @@ impl Cache {
 
     /// A cache for a rebuild: from notification 0, into emptied view tables.
     pub fn for_rebuild() -> Cache {
-        let mut c = Cache::new(Mode::Batch, 0);
+        Cache::for_rebuild_from(0)
+    }
+
+    /// A cache for a rebuild that applies the events after notification
+    /// `start` into emptied view tables (facts about earlier events are read
+    /// from the log).
+    pub fn for_rebuild_from(start: i64) -> Cache {
+        let mut c = Cache::new(Mode::Batch, start);
         c.rows_fresh = true;
         c
     }
@@ -973,7 +980,7 @@ impl Ctx<'_> {
                 None
             } else {
                 self.cache.lookups += 1;
-                queries::get_workflow(self.tx, wf)?
+                queries::get_workflow_utc(self.tx, wf)?
             };
             self.cache.wfp.insert(wf, Slot { row, dirty: false });
         }
@@ -1017,7 +1024,7 @@ impl Ctx<'_> {
                 None
             } else {
                 self.cache.lookups += 1;
-                queries::get_task_execution(self.tx, task)?
+                queries::get_task_execution_utc(self.tx, task)?
             };
             self.cache.wfa.insert(task, Slot { row, dirty: false });
         }
