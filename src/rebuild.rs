@@ -253,6 +253,8 @@ fn rebuild_range(
                     Ok(n)
                 })?;
                 report(done, total)?;
+                // Room for commands waiting for the write lock (they poll).
+                std::thread::sleep(std::time::Duration::from_millis(2));
             }
             // Events appended meanwhile by writers without these views.
             let late = store::write_tx(store, |tx| projections::catch_up(tx, views))?;

@@ -213,15 +213,15 @@ thread_local! {
 }
 
 /// SQLite's busy handler: waits for another connection's lock for up to
-/// [`BUSY_TIMEOUT`], in sleeps of at most 10 ms, checking the interrupt
-/// hook every 100 ms or so (Ctrl-C then stops the wait).
+/// [`BUSY_TIMEOUT`], polling every millisecond for the first 100 ms (a
+/// rebuild frees the lock between its batches only briefly), then every
+/// 10 ms, and checks the interrupt hook every 10 calls (Ctrl-C stops it).
 fn busy(attempt: i32) -> bool {
     let attempt = attempt.max(0) as u64;
-    // 1, 2, 4, 8 ms, then 10 ms per call: the time waited so far.
-    let waited_ms = if attempt < 4 {
-        (1u64 << attempt) - 1
+    let waited_ms = if attempt < 100 {
+        attempt
     } else {
-        15 + (attempt - 4) * 10
+        100 + (attempt - 100) * 10
     };
     if waited_ms >= BUSY_TIMEOUT.as_millis() as u64 {
         return false;
@@ -230,11 +230,7 @@ fn busy(attempt: i32) -> bool {
         BUSY_INTERRUPTED.with(|b| b.set(true));
         return false;
     }
-    std::thread::sleep(Duration::from_millis(if attempt < 4 {
-        1 << attempt
-    } else {
-        10
-    }));
+    std::thread::sleep(Duration::from_millis(if attempt < 100 { 1 } else { 10 }));
     true
 }
 
