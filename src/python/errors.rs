@@ -59,6 +59,13 @@ pub trait IntoPy<T> {
 
 impl<T> IntoPy<T> for crate::error::Result<T> {
     fn py(self) -> PyResult<T> {
-        self.map_err(to_py)
+        let value = self.map_err(to_py)?;
+        // A signal handler may have raised (Ctrl-C) inside Python code the
+        // call ran meanwhile (a logging handler): raise that, not a result
+        // with an exception set.
+        match Python::with_gil(PyErr::take) {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
     }
 }

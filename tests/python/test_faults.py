@@ -578,6 +578,29 @@ def _bulk_log(db, n):
         c.close()
 
 
+def _wait_until_rebuilding(db, proc):
+    """Returns once the rebuild in `proc` is under way: on SQLite a first
+    batch is committed (views behind the log, but not at 0); on Postgres its
+    transaction holds the log's lock."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the rebuild ended before it could be interrupted"
+        if db.backend == "sqlite":
+            rows = db.rows("SELECT notification_id FROM workflowprogress_tracking "
+                           "WHERE application_name = 'WorkflowTracker'")
+            pos = rows[0][0] if rows else 0
+            if 0 < pos < EVENTS - 10_000:
+                return
+        elif db.rows(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON l.relation = c.oid "
+            "WHERE c.relname = 'workflowtracker_events' AND l.mode = 'ExclusiveLock' AND l.granted"
+        )[0][0]:
+            time.sleep(0.5)
+            return
+        time.sleep(0.01)
+    pytest.fail("the rebuild did not start")
+
+
 REBUILD_SCRIPT = r"""
 import sys, time, biomero_rs
 biomero_rs.run_migrations(sys.argv[1])
@@ -596,7 +619,7 @@ def test_sigint_during_a_rebuild_without_callback(db):
     proc = subprocess.Popen([sys.executable, "-c", REBUILD_SCRIPT, db.url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "go"
-    time.sleep(0.8)
+    _wait_until_rebuilding(db, proc)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
