@@ -28,6 +28,8 @@ from biomero_rs._core import (
     run_migrations,
     status,
 )
+from biomero_rs import logsync as _logsync  # levels follow logging's configuration
+from biomero_rs.activation import activate, deactivate, is_active
 from biomero_rs.compat import (
     EngineManager,
     NoOpWorkflowTracker,
@@ -68,7 +70,10 @@ __all__ = [
     "WorkflowRun",
     "WorkflowTracker",
     "__version__",
+    "activate",
     "catch_up",
+    "deactivate",
+    "is_active",
     "rebuild_views",
     "reset_logging_cache",
     "run_migrations",

@@ -13,19 +13,23 @@ import logging
 import os
 import re
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
 
 from biomero_rs import _core
 
 logger = logging.getLogger("biomero_rs.compat")
 
 
+# The reference's logger for the tracker's records.
+_tracker_logger = logging.getLogger("biomero.eventsourcing")
+
+
 class NoOpWorkflowTracker:
     """Every method is accepted and does nothing (tracking disabled)."""
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Callable[..., None]:
         def no_op_function(*args: Any, **kwargs: Any) -> None:
-            logger.debug(f"[No-op] Called function: {name} with args: {args}, kwargs: {kwargs}")
+            _tracker_logger.debug(f"[No-op] Called function: {name} with args: {args}, kwargs: {kwargs}")
             return None
 
         return no_op_function
@@ -78,6 +82,7 @@ class Row(tuple):  # type: ignore[type-arg]
     """A result row: a tuple whose columns are also attributes, as
     SQLAlchemy's ``Row`` (``row.name``, ``row._mapping["name"]``)."""
 
+    __slots__ = ()
     _fields: Tuple[str, ...] = ()
 
     def __getattr__(self, name: str) -> Any:
@@ -101,7 +106,7 @@ class Result:
 
     def __init__(self, columns: Sequence[str], rows: Sequence[Tuple[Any, ...]], rowcount: int):
         self._columns = tuple(columns)
-        row_cls = type("Row", (Row,), {"_fields": self._columns})
+        row_cls = type("Row", (Row,), {"__slots__": (), "_fields": self._columns})
         self._rows: List[Row] = [row_cls(r) for r in rows]
         self.rowcount = rowcount if not self._columns else -1
         self.returns_rows = bool(self._columns)
@@ -227,6 +232,7 @@ class EngineManager:
                 _core.ensure_view_tables(url)
                 cls._url = url
                 cls._topic = f"biomero_rs.compat:EngineManager#{id(cls)}"
+            assert cls._topic is not None
             return cls._topic
 
     @classmethod
@@ -246,7 +252,9 @@ class EngineManager:
     def commit(cls) -> None:
         """Each biomero_rs command commits itself; nothing to do."""
 
-    safe_commit = commit
+    @classmethod
+    def safe_commit(cls) -> None:
+        """Each biomero_rs command commits itself; nothing to do."""
 
     @classmethod
     def rollback(cls) -> None:
@@ -299,7 +307,7 @@ class SingleThreadedRunner:
         if module and module != "eventsourcing_sqlalchemy":
             raise NotImplementedError(f"Can't handle {module}; only eventsourcing_sqlalchemy is supported")
         url = self._url()
-        views = [cls.VIEW_NAME for cls in self.system.followers]
+        views = [getattr(cls, "VIEW_NAME") for cls in self.system.followers]
         self._apps[self.system.leader] = self.system.leader(url, views=views)
         for cls in self.system.followers:
             self._apps[cls] = cls(url)

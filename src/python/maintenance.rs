@@ -145,7 +145,10 @@ pub fn execute_sql(py: Python<'_>, url: &str, sql: &str) -> PyResult<()> {
 /// Forgets this process's pool for `url` (it closes when unused).
 #[pyfunction]
 pub fn close_store(url: &str) {
-    store::close(url);
+    for closed in store::close(url) {
+        // The next store on this URL may be a new database (memory).
+        crate::migrations::forget(closed.as_ref());
+    }
 }
 
 /// A bound value of an ad-hoc statement.

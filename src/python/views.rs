@@ -313,7 +313,9 @@ impl WorkflowAnalytics {
         Ok(d)
     }
 
-    /// `{datetime.date: count}` of `task_name` by start_time date.
+    /// `{date: count}` of `task_name` by start_time date: the date as
+    /// `'YYYY-MM-DD'` text on SQLite, a `datetime.date` on Postgres (as the
+    /// reference's query returns it on each).
     #[pyo3(signature = (task_name, user=None, group=None))]
     fn get_task_usage_over_time<'py>(
         &self,
@@ -327,9 +329,15 @@ impl WorkflowAnalytics {
         let m = read(py, &self.base.store, |tx| {
             queries::get_task_usage_over_time(tx, &name, user, group)
         })?;
+        // As the reference: SQLite's date() gives text, Postgres's a date.
+        let as_text = self.base.store.backend() == crate::store::Backend::Sqlite;
         let d = PyDict::new(py);
         for (k, v) in m {
-            d.set_item(date_to_py(py, &k)?, v)?;
+            if as_text {
+                d.set_item(k.format("%Y-%m-%d").to_string(), v)?;
+            } else {
+                d.set_item(date_to_py(py, &k)?, v)?;
+            }
         }
         Ok(d)
     }
@@ -455,3 +463,31 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TaskExecution>()?;
     Ok(())
 }
+
+/// `copy.copy` and `copy.deepcopy` (fabric's `Connection` copies the values
+/// assigned to its attributes): the object is immutable and holds only its
+/// store, so a copy is the object itself, on the same store.
+macro_rules! copy_is_self {
+    ($($cls:ident),+) => {$(
+        #[pymethods]
+        impl $cls {
+            /// The object itself (immutable; it shares its store).
+            fn __copy__(slf: Py<Self>) -> Py<Self> {
+                slf
+            }
+
+            /// The object itself (immutable; it shares its store).
+            fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
+                slf
+            }
+        }
+    )+};
+}
+pub(crate) use copy_is_self;
+
+copy_is_self!(
+    JobAccounting,
+    JobProgress,
+    WorkflowProgress,
+    WorkflowAnalytics
+);

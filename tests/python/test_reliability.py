@@ -364,9 +364,9 @@ def worker_concurrency(cfg):
     how many version conflicts were retried."""
     logging.getLogger("biomero_rs").setLevel(logging.ERROR)
     counting = _Counting()
-    logging.getLogger("biomero_rs.tracker").setLevel(logging.DEBUG)
-    logging.getLogger("biomero_rs.tracker").addHandler(counting)
-    logging.getLogger("biomero_rs.tracker").propagate = False
+    logging.getLogger("biomero.eventsourcing").setLevel(logging.DEBUG)
+    logging.getLogger("biomero.eventsourcing").addHandler(counting)
+    logging.getLogger("biomero.eventsourcing").propagate = False
     biomero_rs.reset_logging_cache()
     url, k = cfg["url"], cfg["k"]
     workflows = [uuid.UUID(w) for w in cfg["workflows"]]
@@ -545,7 +545,7 @@ def test_concurrent_processes_and_threads_on_shared_aggregates(db, tmp_path, vie
 def test_hot_aggregate_never_runs_out_of_retries(db, caplog):
     """Twelve threads update one task at once: no ConcurrencyError, no lost
     update, and no command needs a second retry."""
-    caplog.set_level(logging.DEBUG, logger="biomero_rs.tracker")
+    caplog.set_level(logging.DEBUG, logger="biomero.eventsourcing")
     biomero_rs.reset_logging_cache()
     try:
         tr = WorkflowTracker(db.url)
@@ -573,7 +573,7 @@ def test_hot_aggregate_never_runs_out_of_retries(db, caplog):
             th.join(300)
         messages = [r.getMessage() for r in caplog.records if "version conflict" in r.getMessage()]
     finally:
-        caplog.set_level(logging.WARNING, logger="biomero_rs.tracker")
+        caplog.set_level(logging.WARNING, logger="biomero.eventsourcing")
         biomero_rs.reset_logging_cache()
     assert not errors, errors[:5]
     assert tr.repository.get(t).version == 1 + n_threads * per_thread
