@@ -16,9 +16,15 @@
 //!   (tables made by SQLAlchemy's `create_all`) when it matches the baseline.
 //! - [`ensure_view_tables_in`]: the startup path of every tracker, view and
 //!   rebuild. Migrates when `BIOMERO_RUN_MIGRATIONS` is `1` (the default),
-//!   adopting an unstamped schema only with `BIOMERO_ALLOW_AUTO_STAMP=1`;
-//!   with `BIOMERO_RUN_MIGRATIONS=0` it changes nothing and only requires the
-//!   view tables to exist. Cheap once a store is known to be at head.
+//!   adopting an unstamped schema by itself, as the reference's startup
+//!   migrator does; with `BIOMERO_RUN_MIGRATIONS=0` it changes nothing and
+//!   only checks. Cheap once a store is known to be at head.
+//!
+//! Adoption is safe because [`preflight`] runs first, when a store is opened
+//! and before anything is created: the event, tracking and unstamped view
+//! tables that exist must have exactly the columns (types, nullability,
+//! primary keys) that biomero 2.8.3's `create_all` gives them, or nothing is
+//! changed and the error names each difference.
 //!
 //! Concurrent starters migrate once: the whole migration is one write
 //! transaction, under `pg_advisory_xact_lock(hashtext('biomero_migrations'))`
@@ -110,7 +116,8 @@ pub const VIEW_TABLES: [(&str, &[&str]); 4] = [
 
 /// `BIOMERO_RUN_MIGRATIONS`: migrate on startup (default on).
 pub const ENV_RUN: &str = "BIOMERO_RUN_MIGRATIONS";
-/// `BIOMERO_ALLOW_AUTO_STAMP`: adopt an unstamped schema on startup (default off).
+/// `BIOMERO_ALLOW_AUTO_STAMP`: no longer needed (startup adopts a matching
+/// unstamped schema by itself); accepted and ignored.
 pub const ENV_AUTO_STAMP: &str = "BIOMERO_ALLOW_AUTO_STAMP";
 
 /// The id of the newest revision.
@@ -220,56 +227,243 @@ pub fn state(tx: &mut dyn Tx) -> Result<State> {
     })
 }
 
-/// The column names of an existing table.
-fn columns(tx: &mut dyn Tx, table: &str) -> Result<Vec<String>> {
+/// One column as biomero 2.8.3 (SQLAlchemy `create_all` and
+/// eventsourcing_sqlalchemy) makes it: name, declared type on SQLite, type
+/// on Postgres (`format_type`), NOT NULL, part of the primary key.
+type Col = (&'static str, &'static str, &'static str, bool, bool);
+
+const EVENTS_COLS: &[Col] = &[
+    ("id", "INTEGER", "bigint", true, true),
+    ("originator_id", "BINARY(16)", "uuid", true, false),
+    ("originator_version", "INTEGER", "bigint", true, false),
+    ("topic", "TEXT", "text", true, false),
+    ("state", "BLOB", "bytea", true, false),
+];
+
+const TRACKING_COLS: &[Col] = &[
+    (
+        "application_name",
+        "VARCHAR(32)",
+        "character varying(32)",
+        true,
+        true,
+    ),
+    ("notification_id", "INTEGER", "bigint", false, false),
+];
+
+const VC: &str = "character varying";
+const TS: &str = "timestamp without time zone";
+
+/// The baseline view tables, column by column.
+const VIEW_SHAPES: [(&str, &[Col]); 4] = [
+    (
+        "biomero_job_view",
+        &[
+            ("slurm_job_id", "INTEGER", "integer", true, true),
+            ("user", "INTEGER", "integer", true, false),
+            ("group", "INTEGER", "integer", true, false),
+            ("task_id", "UUID", "uuid", false, false),
+        ],
+    ),
+    (
+        "biomero_job_progress_view",
+        &[
+            ("slurm_job_id", "INTEGER", "integer", true, true),
+            ("status", "VARCHAR", VC, true, false),
+            ("progress", "VARCHAR", VC, false, false),
+        ],
+    ),
+    (
+        "biomero_workflow_progress_view",
+        &[
+            ("workflow_id", "UUID", "uuid", true, true),
+            ("status", "VARCHAR", VC, false, false),
+            ("progress", "VARCHAR", VC, false, false),
+            ("user", "INTEGER", "integer", false, false),
+            ("group", "INTEGER", "integer", false, false),
+            ("name", "VARCHAR", VC, false, false),
+            ("task", "VARCHAR", VC, false, false),
+            ("main_task_name", "VARCHAR", VC, false, false),
+            ("start_time", "DATETIME", TS, true, false),
+        ],
+    ),
+    (
+        "biomero_task_execution",
+        &[
+            ("task_id", "UUID", "uuid", true, true),
+            ("task_name", "VARCHAR", VC, true, false),
+            ("task_version", "VARCHAR", VC, false, false),
+            ("user_id", "INTEGER", "integer", false, false),
+            ("group_id", "INTEGER", "integer", false, false),
+            ("status", "VARCHAR", VC, true, false),
+            ("start_time", "DATETIME", TS, true, false),
+            ("end_time", "DATETIME", TS, false, false),
+            ("error_type", "VARCHAR", VC, false, false),
+        ],
+    ),
+];
+
+/// A column as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Found {
+    name: String,
+    ty: String,
+    not_null: bool,
+    pk: bool,
+}
+
+/// The columns of an existing table, in order.
+fn described(tx: &mut dyn Tx, table: &str) -> Result<Vec<Found>> {
     let sql = match tx.backend() {
-        Backend::Sqlite => "SELECT name FROM pragma_table_info($1)",
+        Backend::Sqlite => {
+            "SELECT name, type, \"notnull\", CASE WHEN pk > 0 THEN 1 ELSE 0 END \
+             FROM pragma_table_info($1) ORDER BY cid"
+        }
         Backend::Postgres => {
             // Same snapshot reasoning as in `table_present`.
-            "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
+             CASE WHEN a.attnotnull THEN 1 ELSE 0 END, \
+             CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid \
+               AND i.indisprimary AND a.attnum = ANY (i.indkey)) THEN 1 ELSE 0 END \
+             FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 \
-             AND NOT a.attisdropped AND n.nspname = ANY (current_schemas(false))"
+             AND NOT a.attisdropped AND n.nspname = ANY (current_schemas(false)) \
+             ORDER BY a.attnum"
         }
     };
-    let rows = tx.query(sql, &[Sql::Text(table.to_owned())], &[Kind::Text])?;
+    let rows = tx.query(
+        sql,
+        &[Sql::Text(table.to_owned())],
+        &[Kind::Text, Kind::Text, Kind::Int, Kind::Int],
+    )?;
     Ok(rows
         .into_iter()
-        .filter_map(|mut r| r.pop().and_then(Sql::into_text))
+        .map(|r| Found {
+            name: r[0].as_str().unwrap_or_default().to_owned(),
+            ty: r[1].as_str().unwrap_or_default().to_owned(),
+            not_null: r[2].as_i64() == Some(1),
+            pk: r[3].as_i64() == Some(1),
+        })
         .collect())
 }
 
-/// Refuses existing tables that lack baseline columns (not BIOMERO's schema).
-fn check_adoptable(tx: &mut dyn Tx, present: &[&'static str]) -> Result<()> {
-    let mut problems = Vec::new();
-    for (table, expected) in VIEW_TABLES {
-        if !present.contains(&table) {
-            continue;
-        }
-        let have = columns(tx, table)?;
-        let lacking: Vec<&str> = expected
-            .iter()
-            .copied()
-            .filter(|c| !have.iter().any(|h| h == c))
-            .collect();
-        if !lacking.is_empty() {
-            problems.push(format!("{table} lacks {}", lacking.join(", ")));
+fn shape(ty: &str, not_null: bool, pk: bool) -> String {
+    let mut s = ty.to_owned();
+    if not_null {
+        s.push_str(" NOT NULL");
+    }
+    if pk {
+        s.push_str(" PRIMARY KEY");
+    }
+    s
+}
+
+/// How an existing table differs from `expected`: one line per column
+/// (`table.column: expected ..., found ...`); empty when it matches.
+fn table_differences(tx: &mut dyn Tx, table: &str, expected: &[Col]) -> Result<Vec<String>> {
+    let backend = tx.backend();
+    let have = described(tx, table)?;
+    let mut out = Vec::new();
+    for (name, lite, pg, not_null, pk) in expected {
+        let ty = match backend {
+            Backend::Sqlite => lite,
+            Backend::Postgres => pg,
+        };
+        let want = shape(ty, *not_null, *pk);
+        match have.iter().find(|f| f.name == *name) {
+            None => out.push(format!(
+                "{table}.{name}: expected {want}, found no such column"
+            )),
+            Some(f) => {
+                let same = f.ty.eq_ignore_ascii_case(ty) && f.not_null == *not_null && f.pk == *pk;
+                if !same {
+                    out.push(format!(
+                        "{table}.{name}: expected {want}, found {}",
+                        shape(&f.ty, f.not_null, f.pk)
+                    ));
+                }
+            }
         }
     }
-    if problems.is_empty() {
-        return Ok(());
+    for f in &have {
+        if !expected.iter().any(|c| c.0 == f.name) {
+            out.push(format!(
+                "{table}.{}: expected no such column, found {}",
+                f.name,
+                shape(&f.ty, f.not_null, f.pk)
+            ));
+        }
     }
-    Err(db_error(
-        tx.backend(),
-        format!(
-            "the view tables carry no migration stamp ({VERSION_TABLE}) and do not match \
-             BIOMERO's baseline schema ({}), so they cannot be adopted. Views are derived data: \
-             drop these tables, run `biomero-rs migrate`, then `biomero-rs rebuild` to refill \
-             them from the event log",
-            problems.join("; ")
-        ),
-    ))
+    Ok(out)
+}
+
+/// The differences between the existing event and tracking tables and
+/// BIOMERO's (empty when they match or do not exist yet).
+pub fn event_table_differences(tx: &mut dyn Tx) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if table_present(tx, store::schema::EVENTS_TABLE)? {
+        out.extend(table_differences(
+            tx,
+            store::schema::EVENTS_TABLE,
+            EVENTS_COLS,
+        )?);
+    }
+    for t in store::schema::TRACKING_TABLES {
+        if table_present(tx, t)? {
+            out.extend(table_differences(tx, t, TRACKING_COLS)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The differences between the existing view tables and the baseline (only
+/// when they carry no stamp: stamped tables are the migrator's).
+pub fn view_table_differences(tx: &mut dyn Tx) -> Result<Vec<String>> {
+    if read_stamp(tx)?.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (table, cols) in VIEW_SHAPES {
+        if table_present(tx, table)? {
+            out.extend(table_differences(tx, table, cols)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The check every entry point runs before it changes anything (before the
+/// event tables are created, the SQLite file is switched to WAL, or the view
+/// tables are stamped): the tables that exist must be BIOMERO's, as biomero
+/// 2.8.3 makes them. Read-only. The error names each difference and the fix.
+pub fn preflight(tx: &mut dyn Tx) -> Result<()> {
+    let events = event_table_differences(tx)?;
+    if !events.is_empty() {
+        return Err(db_error(
+            tx.backend(),
+            format!(
+                "this database holds tables named like BIOMERO's event store that are not \
+                 BIOMERO's ({}); biomero_rs changed nothing. Point the URL (SQLALCHEMY_URL) at \
+                 BIOMERO's own database, or rename these tables",
+                events.join("; ")
+            ),
+        ));
+    }
+    let views = view_table_differences(tx)?;
+    if !views.is_empty() {
+        return Err(db_error(
+            tx.backend(),
+            format!(
+                "the view tables carry no migration stamp ({VERSION_TABLE}) and do not match \
+                 BIOMERO's baseline schema ({}), so they cannot be adopted; biomero_rs changed \
+                 nothing. Views are derived data: drop these tables, then run `biomero-rs \
+                 migrate` and `biomero-rs rebuild` to refill them from the event log",
+                views.join("; ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn write_stamp(tx: &mut dyn Tx, from: Option<&str>, to: &str) -> Result<()> {
@@ -331,7 +525,7 @@ pub fn migrate(tx: &mut dyn Tx, adopt: Adopt) -> Result<Vec<String>> {
         None => {
             // Tables made without the migrator (SQLAlchemy create_all, as
             // Python BIOMERO does, or by hand): adopt them as the baseline.
-            check_adoptable(tx, &present)?;
+            preflight(tx)?;
             if adopt == Adopt::Refused {
                 return Err(db_error(
                     backend,
@@ -466,6 +660,7 @@ pub fn ensure_view_tables_in(store: &dyn EventStore) -> Result<()> {
         return Ok(());
     }
     if !env_flag(ENV_RUN, true)? {
+        store::read_tx(store, preflight)?;
         let st = store::read_tx(store, state)?;
         if !st.missing.is_empty() {
             return Err(db_error(
@@ -488,11 +683,9 @@ pub fn ensure_view_tables_in(store: &dyn EventStore) -> Result<()> {
         }
         return Ok(());
     }
-    let adopt = if env_flag(ENV_AUTO_STAMP, false)? {
-        Adopt::Allowed
-    } else {
-        Adopt::Refused
-    };
+    // Adopting unstamped tables is safe: the preflight check of
+    // `store::open` has already refused any that differ from the baseline.
+    let adopt = Adopt::Allowed;
     run_with(store, adopt).map(|_| ())
 }
 
@@ -554,7 +747,12 @@ mod tests {
         })
         .unwrap();
         let err = store::write_tx(s2.as_ref(), |tx| migrate(tx, Adopt::Allowed)).unwrap_err();
-        assert!(err.to_string().contains("lacks task_name"), "{err}");
+        assert!(
+            err.to_string().contains(
+                "biomero_task_execution.task_name: expected VARCHAR NOT NULL, found no such column"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

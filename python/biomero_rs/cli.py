@@ -1,7 +1,11 @@
 """The ``biomero-rs`` command: migrate, rebuild, catch-up, status and demo.
 
-The database URL comes from ``--url`` or ``SQLALCHEMY_URL``.
-Exit codes: 0 done, 1 failed (the message says why), 2 bad usage, 130 interrupted.
+The database URL comes from ``--url`` or ``SQLALCHEMY_URL``. The options
+``--url``, ``--json`` (machine-readable output on stdout) and ``--quiet`` (no
+progress, no messages on success) go before or after the command.
+Exit codes: 0 done, 1 failed (the message says why), 2 bad usage, 130
+interrupted, 141 output pipe closed (as a process ended by SIGPIPE).
+Also runs as ``python -m biomero_rs``.
 """
 
 from __future__ import annotations
@@ -12,25 +16,49 @@ import os
 import random
 import sys
 import time
-from typing import List, Optional, Sequence
+import urllib.parse
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 import biomero_rs
 from biomero_rs.exceptions import BiomeroError
 
 VIEW_NAMES = list(biomero_rs.ALL)
 
+#: Exit status of a command whose output pipe was closed (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
+#: Exit status of an interrupted command (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+#: The options every command takes, before or after its name, and their defaults.
+GLOBAL_DEFAULTS: Dict[str, Any] = {"url": None, "json": False, "quiet": False}
+
+#: Commands that only read or complete an existing database: on an SQLite file
+#: that does not exist they fail instead of creating it.
+NEEDS_EXISTING_DATABASE = {"rebuild", "catch-up", "status", "verify"}
+
 
 class ProgressBar:
-    """events done/total, rate and ETA on stderr (redrawn in place on a terminal)."""
+    """Events done/total, rate and ETA on stderr (redrawn in place on a terminal).
 
-    def __init__(self, label: str, stream=sys.stderr):
+    Called as ``bar(done, total)``; remembers the last figures (``done``,
+    ``total``) so that an interrupted command can say how far it got. With
+    ``show=False`` it only remembers.
+    """
+
+    def __init__(self, label: str, stream: Optional[TextIO] = None, show: bool = True) -> None:
         self.label = label
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.stream = sys.stderr if stream is None else stream
+        self.show = show
+        self.tty = self.stream.isatty()
         self.start = time.monotonic()
         self.last_print = 0.0
+        self.done = 0
+        self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        if not self.show:
+            return
         now = time.monotonic()
         finished = done >= total
         if not finished and now - self.last_print < (0.1 if self.tty else 5.0):
@@ -57,38 +85,93 @@ def _views(text: Optional[str]) -> List[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def _url(args) -> str:
-    url = args.url or os.environ.get("SQLALCHEMY_URL")
+class CommandError(Exception):
+    """A command cannot run as asked; the message says why (exit status 1)."""
+
+
+def sqlite_file(url: str) -> Optional[str]:
+    """The file of an ``sqlite:///`` URL (percent-decoded), or None for
+    in-memory databases and other backends."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("sqlite", "sqlite+pysqlite"):
+        return None
+    path = rest.split("?", 1)[0]
+    if not path.startswith("/") or path in ("/", "/:memory:"):
+        return None
+    return urllib.parse.unquote(path[1:])
+
+
+def _url(args: argparse.Namespace) -> str:
+    url: Optional[str] = args.url or os.environ.get("SQLALCHEMY_URL")
     if not url:
-        raise SystemExit("biomero-rs: no database URL; pass --url or set SQLALCHEMY_URL")
+        raise CommandError("no database URL; pass --url or set SQLALCHEMY_URL")
+    path = sqlite_file(url)
+    if args.command in NEEDS_EXISTING_DATABASE and path is not None and not os.path.exists(path):
+        raise CommandError(f"no such SQLite database: {path} (nothing was created; "
+                           "`biomero-rs migrate` creates a new one)")
     return url
 
 
-def cmd_migrate(args) -> int:
+def _say(args: argparse.Namespace, data: Any, text: Callable[[], None]) -> None:
+    """Prints ``data`` as JSON with ``--json``, else runs ``text`` unless ``--quiet``."""
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    elif not args.quiet:
+        text()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
     applied = biomero_rs.run_migrations(_url(args))
-    print("applied: " + ", ".join(applied) if applied else "view tables are up to date")
+    _say(args, {"applied": applied},
+         lambda: print("applied: " + ", ".join(applied) if applied else "view tables are up to date"))
     return 0
 
 
-def cmd_rebuild(args) -> int:
-    bar = None if args.quiet else ProgressBar("rebuild")
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    url = _url(args)
+    views = _views(args.views)
+    bar = ProgressBar("rebuild", show=not (args.quiet or args.json))
     start = time.monotonic()
-    n = biomero_rs.rebuild_views(_url(args), _views(args.views), progress=bar)
+    try:
+        # Always a callback, even when quiet: Ctrl-C is seen between batches.
+        n = biomero_rs.rebuild_views(url, views, progress=bar)
+    except KeyboardInterrupt:
+        raise CommandInterrupted(_rebuild_interrupted(url, views, bar)) from None
     secs = time.monotonic() - start
-    print(f"rebuilt {', '.join(_views(args.views))} from {n:,} events in {secs:.2f}s")
+    _say(args, {"views": views, "events": n, "seconds": round(secs, 3)},
+         lambda: print(f"rebuilt {', '.join(views)} from {n:,} events in {secs:.2f}s"))
     return 0
 
 
-def cmd_catch_up(args) -> int:
-    n = biomero_rs.catch_up(_url(args), _views(args.views))
-    print(f"applied {n:,} events")
+class CommandInterrupted(Exception):
+    """Ctrl-C stopped a command; the message says where things stand (exit status 130)."""
+
+
+def _rebuild_interrupted(url: str, views: List[str], bar: ProgressBar) -> str:
+    got = f"rebuild interrupted after {bar.done:,} of {bar.total:,} events"
+    try:
+        lag = max(v["lag"] for k, v in biomero_rs.status(url)["views"].items() if k in views)
+    except Exception:  # the database may be what failed; say what is known
+        return f"{got}; run `biomero-rs catch-up` to complete the views"
+    if lag == 0:
+        return f"{got}; the views are up to date with the log"
+    return (f"{got}; the views are {lag:,} events behind the log: "
+            "run `biomero-rs catch-up` to complete them")
+
+
+def cmd_catch_up(args: argparse.Namespace) -> int:
+    url = _url(args)
+    n = biomero_rs.catch_up(url, _views(args.views))
+    _say(args, {"events": n}, lambda: print(f"applied {n:,} events"))
     return 0
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     s = biomero_rs.status(_url(args))
     if args.json:
         print(json.dumps(s, indent=2))
+        return 0
+    if args.quiet:
         return 0
     print(f"backend:  {s['backend']}")
     print(f"database: {s['url']}")
@@ -101,7 +184,7 @@ def cmd_status(args) -> int:
     return 0
 
 
-def _table(title: str, rows: Sequence[dict], columns: Sequence[str]) -> None:
+def _table(title: str, rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> None:
     print(f"\n{title} ({len(rows)} rows)")
     cells = [[("" if r[c] is None else str(r[c])) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
@@ -111,8 +194,10 @@ def _table(title: str, rows: Sequence[dict], columns: Sequence[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
-def simulate(tracker, workflows: int, seed: int) -> None:
-    """Writes workflows as BIOMERO runs them: transfer, convert, run on Slurm, retrieve."""
+def simulate(tracker: biomero_rs.WorkflowTracker, workflows: int, seed: int) -> None:
+    """Write ``workflows`` simulated workflows as BIOMERO runs them (transfer,
+    convert, run on Slurm, retrieve), about one in five failing; ``seed``
+    makes the run repeatable."""
     rng = random.Random(seed)
     for i in range(workflows):
         user, group = rng.choice([(3, 7), (4, 7), (5, 9)])
@@ -145,7 +230,7 @@ def simulate(tracker, workflows: int, seed: int) -> None:
             tracker.complete_workflow(wf)
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     path = os.path.abspath(args.db)
     if os.path.exists(path) and not args.keep:
         for suffix in ("", "-wal", "-shm"):
@@ -157,37 +242,60 @@ def cmd_demo(args) -> int:
     simulate(tracker, args.workflows, args.seed)
     secs = time.monotonic() - start
     s = biomero_rs.status(url)
+    tables: Dict[str, Sequence[Any]] = {
+        "biomero_workflow_progress_view": biomero_rs.WorkflowProgress(url).list_workflows(),  # newest first
+        "biomero_job_view": biomero_rs.JobAccounting(url).list_jobs(),
+        "biomero_job_progress_view": biomero_rs.JobProgress(url).list_job_progress(),
+        "biomero_task_execution": sorted(biomero_rs.WorkflowAnalytics(url).list_task_executions(),
+                                         key=lambda t: t.start_time),
+    }
+    if args.json:
+        print(json.dumps({"db": path, "workflows": args.workflows, "events": s["events"], "seconds": round(secs, 3),
+                          "tables": {k: [r.to_dict(json=True) for r in v] for k, v in tables.items()}}, indent=2))
+        return 0
+    if args.quiet:
+        return 0
     print(f"wrote {s['events']:,} events for {args.workflows} workflows into {path} in {secs:.2f}s")
-    rows = [w.to_dict() for w in biomero_rs.WorkflowProgress(url).list_workflows()]  # newest first
-    _table("biomero_workflow_progress_view", rows,
-           ["name", "status", "progress", "user", "group", "task", "main_task_name", "start_time"])
-    rows = [j.to_dict() for j in biomero_rs.JobAccounting(url).list_jobs()]
-    _table("biomero_job_view", rows, ["slurm_job_id", "user", "group", "task_id"])
-    rows = [j.to_dict() for j in biomero_rs.JobProgress(url).list_job_progress()]
-    _table("biomero_job_progress_view", rows, ["slurm_job_id", "status", "progress"])
-    rows = sorted((t.to_dict() for t in biomero_rs.WorkflowAnalytics(url).list_task_executions()),
-                  key=lambda r: r["start_time"])
-    _table("biomero_task_execution", rows,
-           ["task_name", "task_version", "user_id", "group_id", "status", "start_time", "end_time", "error_type"])
+    columns = {
+        "biomero_workflow_progress_view": ["name", "status", "progress", "user", "group", "task", "main_task_name",
+                                           "start_time"],
+        "biomero_job_view": ["slurm_job_id", "user", "group", "task_id"],
+        "biomero_job_progress_view": ["slurm_job_id", "status", "progress"],
+        "biomero_task_execution": ["task_name", "task_version", "user_id", "group_id", "status", "start_time",
+                                   "end_time", "error_type"],
+    }
+    for name, rows in tables.items():
+        _table(name, [r.to_dict() for r in rows], columns[name])
     return 0
 
 
+def _add_global_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    # SUPPRESS: an option not given after the command keeps the value given before it.
+    p.add_argument("--url", default=argparse.SUPPRESS, help="database URL (default: $SQLALCHEMY_URL)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="print the result as JSON on stdout (for scripts)")
+    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no progress bar and no messages on success (errors still go to stderr)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``biomero-rs``: one subcommand per command,
+    each taking the global options too."""
     p = argparse.ArgumentParser(prog="biomero-rs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"biomero-rs {biomero_rs.__version__}")
+    _add_global_options(p)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_url(sp):
-        sp.add_argument("--url", help="database URL (default: $SQLALCHEMY_URL)")
-        return sp
+    def with_url(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        return _add_global_options(sp)
 
     sp = with_url(sub.add_parser("migrate", help="create or upgrade the biomero_* view tables"))
     sp.set_defaults(func=cmd_migrate)
 
     sp = with_url(sub.add_parser("rebuild", help="empty the views and replay every event"))
     sp.add_argument("--views", help=f"comma-separated views (default: all of {','.join(VIEW_NAMES)})")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_rebuild)
 
     sp = with_url(sub.add_parser("catch-up", help="apply events the views have not seen yet"))
@@ -195,10 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_catch_up)
 
     sp = with_url(sub.add_parser("status", help="event counts and each view's position and lag"))
-    sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_status)
 
-    sp = sub.add_parser("demo", help="simulate workflows into an SQLite file and print the four views")
+    sp = with_url(sub.add_parser("demo", help="simulate workflows into an SQLite file and print the four views"))
     sp.add_argument("--db", default="biomero-demo.db", help="SQLite file (default: biomero-demo.db, replaced)")
     sp.add_argument("--workflows", type=int, default=5, help="how many workflows (default: 5)")
     sp.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
@@ -207,14 +314,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def _quiet_broken_pipe() -> int:
+    # Output nobody reads: point stdout at /dev/null so that the flush at exit
+    # does not fail again, and end as a process stopped by SIGPIPE would.
     try:
-        return args.func(args)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``biomero-rs`` command line (``argv`` defaults to
+    ``sys.argv[1:]``) and return its exit status."""
+    args = build_parser().parse_args(argv)
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    try:
+        status: int = args.func(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except CommandInterrupted as e:
+        print(f"\nbiomero-rs {args.command}: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("\nbiomero-rs: interrupted", file=sys.stderr)
-        return 130
-    except (BiomeroError, ValueError, TypeError) as e:
+        print(f"\nbiomero-rs {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CommandError, BiomeroError, ValueError, TypeError, OSError) as e:
         print(f"biomero-rs {args.command}: {e}", file=sys.stderr)
         return 1
 

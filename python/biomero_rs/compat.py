@@ -116,25 +116,48 @@ class Result:
             raise RuntimeError("this statement returns no rows (see rowcount)")
 
     def keys(self) -> List[str]:
+        """Return the column names (empty for a statement without rows)."""
         return list(self._columns)
 
     def fetchone(self) -> Optional[Row]:
+        """Return the next row, or None when none is left.
+
+        Raises:
+            RuntimeError: The statement returns no rows.
+        """
         self._check()
         return self._rows.pop(0) if self._rows else None
 
     def fetchmany(self, size: int = 1) -> List[Row]:
+        """Return the next ``size`` rows (fewer at the end).
+
+        Raises:
+            RuntimeError: The statement returns no rows.
+        """
         self._check()
         out, self._rows = self._rows[:size], self._rows[size:]
         return out
 
     def fetchall(self) -> List[Row]:
+        """Return the rows not fetched yet.
+
+        Raises:
+            RuntimeError: The statement returns no rows.
+        """
         self._check()
         out, self._rows = self._rows, []
         return out
 
-    all = fetchall
+    def all(self) -> List[Row]:
+        """As :meth:`fetchall`: the rows not fetched yet."""
+        return self.fetchall()
 
     def first(self) -> Optional[Row]:
+        """Return the next row, or None, and discard the rest.
+
+        Raises:
+            RuntimeError: The statement returns no rows.
+        """
         self._check()
         out = self._rows[0] if self._rows else None
         self._rows = []
@@ -146,28 +169,50 @@ class Result:
         return None if row is None else row[0]
 
     def one(self) -> Row:
+        """Return the only row.
+
+        Raises:
+            ValueError: There is not exactly one row.
+        """
         rows = self.fetchall()
         if len(rows) != 1:
             raise ValueError(f"expected exactly one row, got {len(rows)}")
         return rows[0]
 
     def one_or_none(self) -> Optional[Row]:
+        """Return the only row, or None without rows.
+
+        Raises:
+            ValueError: There is more than one row.
+        """
         rows = self.fetchall()
         if len(rows) > 1:
             raise ValueError(f"expected at most one row, got {len(rows)}")
         return rows[0] if rows else None
 
     def scalar_one(self) -> Any:
+        """Return the first column of the only row.
+
+        Raises:
+            ValueError: There is not exactly one row.
+        """
         return self.one()[0]
 
     def scalar_one_or_none(self) -> Any:
+        """Return the first column of the only row, or None without rows.
+
+        Raises:
+            ValueError: There is more than one row.
+        """
         row = self.one_or_none()
         return None if row is None else row[0]
 
     def scalars(self) -> List[Any]:
+        """Return the first column of every row not fetched yet."""
         return [r[0] for r in self.fetchall()]
 
     def mappings(self) -> List[Dict[str, Any]]:
+        """Return the rows not fetched yet as dicts of column name to value."""
         return [r._mapping for r in self.fetchall()]
 
     def __iter__(self) -> Iterator[Row]:
@@ -191,6 +236,15 @@ class Session:
         self._pending: List[Tuple[str, List[Any]]] = []
 
     def execute(self, statement: Any, params: Optional[Mapping[str, Any]] = None) -> Result:
+        """Run ``statement`` (SQL text or SQLAlchemy ``text()``, with ``:name``
+        parameters from ``params``) in this session's transaction and return
+        its rows; writes take effect at :meth:`commit`.
+
+        Raises:
+            TypeError: ``params`` is not a mapping, or a value cannot be bound.
+            ValueError: A parameter is missing or the statement is empty.
+            DatabaseError: The statement failed.
+        """
         sql, values = _bound_sql(statement, params, self._postgres)
         columns, rows, rowcount = _core.execute_statements(self._url, [*self._pending, (sql, values)], False)
         if not columns or not _READ_ONLY.match(sql):
@@ -198,14 +252,21 @@ class Session:
         return Result(columns, rows, rowcount)
 
     def commit(self) -> None:
+        """Run the queued statements in one transaction.
+
+        Raises:
+            DatabaseError: A statement failed; none took effect.
+        """
         pending, self._pending = self._pending, []
         if pending:
             _core.execute_statements(self._url, pending, True)
 
     def rollback(self) -> None:
+        """Discard the queued statements."""
         self._pending = []
 
     def close(self) -> None:
+        """Discard the queued statements; the session can be used again."""
         self._pending = []
 
     def __enter__(self) -> "Session":
@@ -224,6 +285,18 @@ class EngineManager:
 
     @classmethod
     def create_scoped_session(cls, sqlalchemy_url: Optional[str] = None) -> str:
+        """Set the process's database URL (once) and make sure the view tables exist.
+
+        Args:
+            sqlalchemy_url: The database URL; None reads ``SQLALCHEMY_URL``.
+
+        Returns:
+            A topic string for ``SQLALCHEMY_SCOPED_SESSION_TOPIC``, as biomero's.
+
+        Raises:
+            ValueError: No URL was given and ``SQLALCHEMY_URL`` is not set.
+            DatabaseError: The database failed or its view tables are missing.
+        """
         with cls._lock:
             if cls._url is None:
                 url = sqlalchemy_url or os.getenv("SQLALCHEMY_URL")
@@ -237,6 +310,11 @@ class EngineManager:
 
     @classmethod
     def url(cls) -> str:
+        """Return the process's database URL.
+
+        Raises:
+            RuntimeError: Neither ``create_scoped_session()`` ran nor ``SQLALCHEMY_URL`` is set.
+        """
         if cls._url is None:
             url = os.getenv("SQLALCHEMY_URL")
             if not url:
@@ -246,6 +324,7 @@ class EngineManager:
 
     @classmethod
     def get_session(cls) -> Session:
+        """Return a new :class:`Session` on the process's database (see :meth:`url`)."""
         return Session(cls.url())
 
     @classmethod
@@ -254,7 +333,7 @@ class EngineManager:
 
     @classmethod
     def safe_commit(cls) -> None:
-        """Each biomero_rs command commits itself; nothing to do."""
+        """As :meth:`commit`: each biomero_rs command commits itself."""
 
     @classmethod
     def rollback(cls) -> None:
@@ -266,6 +345,7 @@ class EngineManager:
 
     @classmethod
     def close_engine(cls) -> None:
+        """Forget the process's database URL and release its connection pool."""
         with cls._lock:
             if cls._url is not None:
                 _core.close_store(cls._url)
@@ -282,7 +362,7 @@ class System:
             raise ValueError("pipes: at least one pipe is needed")
         self.pipes = [list(p) for p in pipes]
         self.leader = self.pipes[0][0]
-        self.followers: List[type] = []
+        self.followers: List[Type[Any]] = []
         for pipe in self.pipes:
             if not pipe or pipe[0] is not self.leader:
                 raise ValueError("pipes: every pipe must start with the same tracker class")
@@ -303,22 +383,34 @@ class SingleThreadedRunner:
         return self.env.get("SQLALCHEMY_URL") or EngineManager.url()
 
     def start(self) -> None:
+        """Open the leader (the tracker, projecting the followers' views) and the followers.
+
+        Raises:
+            NotImplementedError: ``PERSISTENCE_MODULE`` is not ``eventsourcing_sqlalchemy``.
+            RuntimeError: No database URL is known (see ``EngineManager.url``).
+        """
         module = self.env.get("PERSISTENCE_MODULE")
         if module and module != "eventsourcing_sqlalchemy":
             raise NotImplementedError(f"Can't handle {module}; only eventsourcing_sqlalchemy is supported")
         url = self._url()
-        views = [getattr(cls, "VIEW_NAME") for cls in self.system.followers]
+        views: List[str] = [cls.VIEW_NAME for cls in self.system.followers]
         self._apps[self.system.leader] = self.system.leader(url, views=views)
         for cls in self.system.followers:
             self._apps[cls] = cls(url)
 
     def get(self, cls: Type[Any]) -> Any:
+        """Return the running instance of ``cls`` (the tracker or a view class).
+
+        Raises:
+            KeyError: ``cls`` is not part of the system, or ``start()`` has not run.
+        """
         try:
             return self._apps[cls]
         except KeyError:
             raise KeyError(f"{cls.__name__} is not running in this system (call start() first)") from None
 
     def stop(self) -> None:
+        """Forget the running instances (each command already committed)."""
         self._apps.clear()
 
     def __enter__(self) -> "SingleThreadedRunner":

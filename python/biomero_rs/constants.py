@@ -2,6 +2,8 @@
 
 
 class workflow_status:  # noqa: N801 - the reference's name
+    """The workflow status texts BIOMERO writes, as ``biomero.constants.workflow_status``."""
+
     INITIALIZING = "INITIALIZING"
     TRANSFERRING = "TRANSFERRING"
     CONVERTING = "CONVERTING"

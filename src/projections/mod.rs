@@ -9,6 +9,7 @@
 //! tracking row advances in the same transaction.
 
 pub mod cache;
+pub mod correct;
 pub mod job_accounting;
 pub mod job_progress;
 pub mod lookup;
@@ -131,9 +132,10 @@ pub fn position(tx: &mut dyn Tx, view: View) -> Result<i64> {
 }
 
 /// The select list that reads the positions of `views` (`$1` = the
-/// application name).
-fn positions_exprs(views: &[View]) -> String {
-    let cols: Vec<String> = views
+/// application name), then, with `own`, biomero_rs's own positions (`$2`,
+/// see [`correct`]).
+fn positions_exprs(views: &[View], own: bool) -> String {
+    let mut cols: Vec<String> = views
         .iter()
         .map(|v| {
             format!(
@@ -142,6 +144,14 @@ fn positions_exprs(views: &[View]) -> String {
             )
         })
         .collect();
+    if own {
+        cols.extend(views.iter().map(|v| {
+            format!(
+                "(SELECT notification_id FROM {} WHERE application_name = $2)",
+                v.tracking_table()
+            )
+        }));
+    }
     cols.join(", ")
 }
 
@@ -153,16 +163,48 @@ fn positions_of(row: &[Sql], n: usize) -> Vec<i64> {
 
 /// The positions of `views`, in one statement.
 pub fn positions(tx: &mut dyn Tx, views: &[View]) -> Result<Vec<i64>> {
-    if views.is_empty() {
-        return Ok(Vec::new());
+    Ok(positions_with_own(tx, views)?.std)
+}
+
+/// The views' positions as every writer records them (`std`, the
+/// `WorkflowTracker` rows) and as biomero_rs recorded its own projection
+/// (`own`, see [`correct`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    pub std: Vec<i64>,
+    pub own: Vec<i64>,
+}
+
+fn position_params() -> [Sql; 2] {
+    [
+        Sql::Text(APPLICATION_NAME.into()),
+        Sql::Text(correct::OWN_APPLICATION.into()),
+    ]
+}
+
+fn split_positions(row: &[Sql], n: usize) -> Positions {
+    let all = positions_of(row, 2 * n);
+    Positions {
+        std: all[..n].to_vec(),
+        own: all[n..].to_vec(),
     }
-    let kinds = vec![Kind::Int; views.len()];
+}
+
+/// [`positions`] with biomero_rs's own positions, in one statement.
+pub fn positions_with_own(tx: &mut dyn Tx, views: &[View]) -> Result<Positions> {
+    if views.is_empty() {
+        return Ok(Positions::default());
+    }
+    let kinds = vec![Kind::Int; 2 * views.len()];
     let rows = tx.query(
-        &format!("SELECT {}", positions_exprs(views)),
-        &[Sql::Text(APPLICATION_NAME.into())],
+        &format!("SELECT {}", positions_exprs(views, true)),
+        &position_params(),
         &kinds,
     )?;
-    Ok(positions_of(rows.first().map_or(&[], |r| r), views.len()))
+    Ok(split_positions(
+        rows.first().map_or(&[], |r| r),
+        views.len(),
+    ))
 }
 
 /// Appends a command's events and reads the positions of `views` (in one
@@ -172,33 +214,36 @@ pub fn append_and_positions(
     tx: &mut dyn Tx,
     views: &[View],
     events: &[StoredEvent],
-) -> Result<(Vec<i64>, Vec<i64>)> {
+) -> Result<(Vec<i64>, Positions)> {
     if views.is_empty() {
-        return Ok((tx.append(events)?, Vec::new()));
+        return Ok((tx.append(events)?, Positions::default()));
     }
-    let kinds = vec![Kind::Int; views.len()];
+    let kinds = vec![Kind::Int; 2 * views.len()];
     let (ids, row) = tx.append_and_select(
         events,
-        &positions_exprs(views),
-        &[Sql::Text(APPLICATION_NAME.into())],
+        &positions_exprs(views, true),
+        &position_params(),
         &kinds,
     )?;
-    Ok((ids, positions_of(&row, views.len())))
+    Ok((ids, split_positions(&row, views.len())))
 }
 
 fn set_position_sql(view: View) -> String {
     format!(
-        "INSERT INTO {} (application_name, notification_id) VALUES ($1, $2) \
+        "INSERT INTO {} (application_name, notification_id) VALUES ($1, $3), ($2, $3) \
          ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id",
         view.tracking_table()
     )
 }
 
+/// Sets the view's position, in its `WorkflowTracker` row and in biomero_rs's
+/// own row (one statement; see [`correct`]).
 pub fn set_position(tx: &mut dyn Tx, view: View, id: i64) -> Result<()> {
+    let [a, b] = position_params();
     tx.queue(
         view.tracking_table(),
         &set_position_sql(view),
-        vec![Sql::Text(APPLICATION_NAME.into()), Sql::Int(id)],
+        vec![a, b, Sql::Int(id)],
         None,
     )
 }
@@ -389,7 +434,7 @@ pub fn project(
     tx: &mut dyn Tx,
     views: &[View],
     new: &[(i64, &Event)],
-    positions: Vec<i64>,
+    positions: Positions,
     carried: &mut Option<Cache>,
 ) -> Result<()> {
     let taken = carried.take();
@@ -399,7 +444,10 @@ pub fn project(
     if views.is_empty() {
         return Ok(());
     }
-    let mut positions = positions;
+    if correct::needed(&positions.std, &positions.own) {
+        correct::correct(tx, views, &positions.std, &positions.own)?;
+    }
+    let mut positions = positions.std;
     let start = positions.iter().copied().min().unwrap_or(0);
     let all = vec![first - 1; views.len()];
     if start < first - 1 {
@@ -454,7 +502,11 @@ fn observe_gap(tx: &mut dyn Tx, cache: &mut Cache, upto: i64) -> Result<bool> {
 pub fn catch_up(tx: &mut dyn Tx, views: &[View]) -> Result<u64> {
     tx.lock_log()?;
     let upto = tx.max_notification_id()?;
-    let mut positions = positions(tx, views)?;
+    let both = positions_with_own(tx, views)?;
+    // Rows another writer projected first (this also records the positions
+    // as biomero_rs's own).
+    correct::correct(tx, views, &both.std, &both.own)?;
+    let mut positions = both.std;
     let before = positions.clone();
     let start = positions.iter().copied().min().unwrap_or(upto);
     let mut cache = Cache::new(Mode::Batch, start);

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// A row of `biomero_job_view`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobViewRow {
     pub slurm_job_id: i64,
     pub user: i64,
@@ -24,7 +24,7 @@ pub struct JobViewRow {
 }
 
 /// A row of `biomero_job_progress_view`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobProgressRow {
     pub slurm_job_id: i64,
     pub status: String,
@@ -32,7 +32,7 @@ pub struct JobProgressRow {
 }
 
 /// A row of `biomero_workflow_progress_view`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WorkflowProgressRow {
     pub workflow_id: Uuid,
     pub status: Option<String>,
@@ -47,7 +47,7 @@ pub struct WorkflowProgressRow {
 }
 
 /// A row of `biomero_task_execution`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskExecutionRow {
     pub task_id: Uuid,
     pub task_name: String,

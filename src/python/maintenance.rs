@@ -11,9 +11,24 @@ fn open(url: Option<String>) -> crate::Result<std::sync::Arc<dyn store::EventSto
     store::open(&url)
 }
 
-/// Empties the chosen view tables and replays every event from the first.
-/// `progress(done, total)` is called after each batch. Returns the number of
-/// events replayed.
+/// Empty the chosen view tables and replay every event from the first.
+///
+/// Args:
+///     url: The database URL; None reads ``SQLALCHEMY_URL``.
+///     views: The names of the views to rebuild; None for all four.
+///     progress: Called as ``progress(done, total)`` after each batch of
+///         events (on SQLite each batch commits on its own).
+///
+/// Returns:
+///     The number of events replayed.
+///
+/// Raises:
+///     ValueError, TypeError: An argument is not valid.
+///     DatabaseError: The database failed. On Postgres the rebuild is one
+///         transaction and nothing changed; on SQLite the batches committed
+///         so far stay, and ``catch_up`` completes the views.
+///     Whatever ``progress`` raises (such as ``KeyboardInterrupt``) stops
+///     the rebuild the same way.
 #[pyfunction]
 #[pyo3(signature = (url=None, views=None, progress=None))]
 pub fn rebuild_views(
@@ -54,8 +69,19 @@ pub fn rebuild_views(
     }
 }
 
-/// Applies events written since each view's tracking position. Returns how
-/// many events were read.
+/// Apply the events written since each view's tracking position.
+///
+/// Args:
+///     url: The database URL; None reads ``SQLALCHEMY_URL``.
+///     views: The names of the views to bring up to date; None for all four.
+///
+/// Returns:
+///     How many events were read.
+///
+/// Raises:
+///     ValueError, TypeError: An argument is not valid.
+///     DatabaseError: The database failed; the views keep their last
+///         committed position.
 #[pyfunction]
 #[pyo3(signature = (url=None, views=None))]
 pub fn catch_up(
@@ -72,7 +98,18 @@ pub fn catch_up(
     .py()
 }
 
-/// Creates or upgrades the view tables.
+/// Create or upgrade the ``biomero_*`` view tables to this version's schema.
+///
+/// Args:
+///     url: The database URL; None reads ``SQLALCHEMY_URL``.
+///
+/// Returns:
+///     The names of the migrations applied (empty when up to date).
+///
+/// Raises:
+///     ValueError: The URL is not valid.
+///     DatabaseError: The database failed or holds tables this version
+///         cannot adopt; nothing changed.
 #[pyfunction]
 #[pyo3(signature = (url=None))]
 pub fn run_migrations(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
@@ -84,9 +121,19 @@ pub fn run_migrations(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResul
     .py()
 }
 
-/// The startup path of the migrations: runs them when BIOMERO_RUN_MIGRATIONS
-/// is 1 (the default), adopting an unstamped schema only when
-/// BIOMERO_ALLOW_AUTO_STAMP=1; with 0 it only checks the tables exist.
+/// Make sure the view tables exist, as a process does at startup.
+///
+/// Runs the migrations when ``BIOMERO_RUN_MIGRATIONS`` is 1 (the default),
+/// adopting an unstamped schema that matches BIOMERO's baseline; with
+/// ``BIOMERO_RUN_MIGRATIONS=0`` it changes nothing and only checks.
+///
+/// Args:
+///     url: The database URL; None reads ``SQLALCHEMY_URL``.
+///
+/// Raises:
+///     ValueError: The URL is not valid.
+///     DatabaseError: The database failed, the tables are missing, or they
+///         hold a schema this version cannot adopt; nothing changed.
 #[pyfunction]
 #[pyo3(signature = (url=None))]
 pub fn ensure_view_tables(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
@@ -98,7 +145,19 @@ pub fn ensure_view_tables(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyR
     .py()
 }
 
-/// Where the log and each projector stand, as a dict.
+/// Report where the event log and each view stand.
+///
+/// Args:
+///     url: The database URL; None reads ``SQLALCHEMY_URL``.
+///
+/// Returns:
+///     A dict: ``backend``, ``url`` (password masked), ``events``,
+///     ``max_notification_id``, ``topics`` (``{topic: count}``) and
+///     ``views`` (``{name: {"position": id, "lag": events behind}}``).
+///
+/// Raises:
+///     ValueError: The URL is not valid.
+///     DatabaseError: The database failed.
 #[pyfunction]
 #[pyo3(signature = (url=None))]
 pub fn status<'py>(
@@ -129,8 +188,15 @@ pub fn status<'py>(
     Ok(d)
 }
 
-/// Runs SQL statements (no parameters) in one transaction on the database of
-/// `url`. For the drop-in `EngineManager.get_session()`.
+/// Run SQL statements (no parameters) in one transaction on the database of
+/// ``url``; used by the drop-in ``EngineManager.get_session()``.
+///
+/// Args:
+///     url: The database URL.
+///     sql: One or more statements separated by ``;``.
+///
+/// Raises:
+///     DatabaseError: A statement failed; none of them took effect.
 #[pyfunction]
 pub fn execute_sql(py: Python<'_>, url: &str, sql: &str) -> PyResult<()> {
     py.allow_threads(|| {
@@ -142,7 +208,11 @@ pub fn execute_sql(py: Python<'_>, url: &str, sql: &str) -> PyResult<()> {
     .py()
 }
 
-/// Forgets this process's pool for `url` (it closes when unused).
+/// Forget this process's connection pool for ``url``; its connections close
+/// once no tracker or view uses them.
+///
+/// Args:
+///     url: The database URL.
 #[pyfunction]
 pub fn close_store(url: &str) {
     for closed in store::close(url) {

@@ -3,6 +3,7 @@
 mod convert;
 mod errors;
 mod maintenance;
+mod sqlite_guard;
 mod tracker;
 mod views;
 
@@ -60,7 +61,9 @@ impl log::Log for ReferenceNames {
     fn flush(&self) {}
 }
 
-/// Forgets cached logger levels after `logging` configuration changed.
+/// Forget the cached Python logger levels, so that a change of ``logging``
+/// configuration made after import takes effect for biomero_rs's messages.
+/// (biomero_rs calls it itself whenever ``logging`` changes a level.)
 #[pyfunction]
 fn reset_logging_cache() {
     if let Some(h) = LOG_RESET.get() {
@@ -68,8 +71,19 @@ fn reset_logging_cache() {
     }
 }
 
-/// Decodes stored `state` bytes of `topic` and encodes them again, as
-/// biomero_rs would write that event (a diagnostic for byte compatibility).
+/// Decode stored ``state`` bytes of an event and encode them again, as
+/// biomero_rs would write that event (a check of byte compatibility).
+///
+/// Args:
+///     topic: The event's topic (``biomero.eventsourcing:Task.TaskCreated``).
+///     state: The stored state bytes.
+///
+/// Returns:
+///     The re-encoded state bytes.
+///
+/// Raises:
+///     ValueError: The topic is unknown.
+///     BiomeroError: The bytes cannot be decoded.
 #[pyfunction]
 fn reencode_state<'py>(
     py: Python<'py>,
@@ -98,6 +112,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
             let _ = LOG_RESET.set(handle);
         }
     }
+    sqlite_guard::install();
     m.add_function(wrap_pyfunction!(reset_logging_cache, m)?)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::rebuild_views, m)?)?;

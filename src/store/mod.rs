@@ -526,13 +526,22 @@ pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
     {
         return Ok(store.clone());
     }
+    // The tables that exist must be BIOMERO's before anything is created or
+    // the SQLite file is switched to WAL (`migrations::preflight`).
     let store: Arc<dyn EventStore> = match &parsed {
         DbUrl::Sqlite {
             location,
             synchronous,
-        } => Arc::new(sqlite::SqliteStore::open(location, *synchronous)?),
+        } => {
+            if let url::SqliteLocation::File(path) = location {
+                sqlite::inspect(path, crate::migrations::preflight)?;
+            }
+            Arc::new(sqlite::SqliteStore::open(location, *synchronous)?)
+        }
         DbUrl::Postgres(target) => {
-            Arc::new(postgres::PostgresStore::open(target, parsed.masked())?)
+            let store = Arc::new(postgres::PostgresStore::open(target, parsed.masked())?);
+            read_tx(store.as_ref(), crate::migrations::preflight)?;
+            store
         }
     };
     write_tx(store.as_ref(), schema::ensure_event_tables)?;

@@ -25,6 +25,18 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// SQLAlchemy's SQLite DATETIME text.
 pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
+/// A check run before a SQLite file is opened. The Python module installs
+/// one that refuses when Python's `sqlite3` module uses another SQLite
+/// library in the same process (`src/python/sqlite_guard.rs`).
+pub type OpenGuard = fn(&std::path::Path) -> Result<()>;
+
+static OPEN_GUARD: std::sync::OnceLock<OpenGuard> = std::sync::OnceLock::new();
+
+/// Installs the check run before every SQLite file store opens (first wins).
+pub fn set_open_guard(guard: OpenGuard) {
+    let _ = OPEN_GUARD.set(guard);
+}
+
 pub struct SqliteStore {
     pool: Pool<SqliteConnectionManager>,
     masked: String,
@@ -55,6 +67,9 @@ impl SqliteStore {
                             path.display()
                         )));
                     }
+                }
+                if let Some(guard) = OPEN_GUARD.get() {
+                    guard(path)?;
                 }
                 (
                     SqliteConnectionManager::file(path),
@@ -119,6 +134,31 @@ impl SqliteStore {
     fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
         self.pool.get().map_err(|e| db_err(&self.masked, e))
     }
+}
+
+/// Runs `f` in a read transaction on a plain read-only connection to an
+/// existing SQLite file, without the store's settings (no journal-mode
+/// switch, nothing created): for checks that must change nothing. `None`
+/// when the file does not exist.
+pub fn inspect<T>(
+    path: &std::path::Path,
+    f: impl FnOnce(&mut dyn Tx) -> Result<T>,
+) -> Result<Option<T>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let masked = format!("sqlite:///{}", path.display());
+    let mut conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| db_err(&masked, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(sql_err)?;
+    let mut stx = SqliteTx { conn: &tx };
+    f(&mut stx).map(Some)
 }
 
 fn db_err(url: &str, e: impl std::fmt::Display) -> Error {

@@ -1,0 +1,241 @@
+//! Correction of the view rows after another writer.
+//!
+//! Python BIOMERO 2.8.3 with its listeners projects events too, and its rows
+//! can be wrong (it delays some writes until a later event, PROJECTIONS.md
+//! fix 2, and keeps facts in process memory, fix 1). Its tracking rows then
+//! say the events were projected, so a plain catch-up would never revisit
+//! them.
+//!
+//! biomero_rs therefore records, next to each projector's tracking row
+//! (application name `WorkflowTracker`, which Python reads and writes), a
+//! second row under the application name [`OWN_APPLICATION`] holding how far
+//! biomero_rs itself projected. Python's recorder only reads its own
+//! application's row, so it ignores this one. Every position biomero_rs
+//! writes, it writes to both rows (in one statement).
+//!
+//! When the `WorkflowTracker` row is ahead of the `biomero_rs` row, the
+//! events in between were projected by someone else. [`correct`] then takes
+//! the aggregates those events touched, closes the set over what their rows
+//! depend on (a task's workflow, a workflow's tasks, the tasks that share a
+//! Slurm job id row), deletes the rows of that set and applies every event
+//! of those aggregates again in log order, with the usual lookups (facts as
+//! of each event). Its cost is proportional to the events of the affected
+//! aggregates, not to the log. When the `WorkflowTracker` row is behind the
+//! `biomero_rs` row, someone rewound it (BIOMERO's reset drops and replays),
+//! and everything up to it counts as foreign.
+
+use crate::domain::{Event, Payload};
+use crate::error::Result;
+use crate::projections::cache::{Cache, Mode};
+use crate::projections::{
+    apply_one, decode_ref, job_accounting, job_progress, lookup, set_position, workflow_analytics,
+    workflow_progress, View,
+};
+use crate::store::{Kind, Sql, Tx};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use uuid::Uuid;
+
+/// The application name of biomero_rs's own row in each tracking table.
+pub const OWN_APPLICATION: &str = "biomero_rs";
+
+/// Events of the affected aggregates applied between two flushes.
+const FLUSH_EVERY: usize = 10_000;
+
+/// The first notification id that `view` may not have projected itself:
+/// events in `(foreign_from, std]` were projected by another writer.
+fn foreign_from(std: i64, own: i64) -> i64 {
+    if own > std {
+        0
+    } else {
+        own
+    }
+}
+
+/// Whether any of the views has rows projected by another writer.
+pub fn needed(std: &[i64], own: &[i64]) -> bool {
+    std.iter().zip(own).any(|(s, o)| *s > foreign_from(*s, *o))
+}
+
+/// What one aggregate's events say about the rows that depend on it.
+#[derive(Default)]
+struct Closure {
+    workflows: BTreeSet<Uuid>,
+    tasks: BTreeSet<Uuid>,
+    jobs: BTreeSet<i32>,
+    /// Every decodable event of the affected aggregates, by notification id.
+    events: Vec<(i64, Event)>,
+}
+
+/// Re-derives the rows of the views whose `WorkflowTracker` position
+/// (`std`) is ahead of biomero_rs's own (`own`), for the aggregates touched
+/// by the events in between; then records both positions as biomero_rs's.
+/// Runs in the caller's transaction, which holds the log's lock. Returns the
+/// number of events applied again.
+pub fn correct(tx: &mut dyn Tx, views: &[View], std: &[i64], own: &[i64]) -> Result<u64> {
+    let foreign: Vec<(View, i64, i64)> = views
+        .iter()
+        .zip(std.iter().zip(own))
+        .filter_map(|(v, (s, o))| {
+            let from = foreign_from(*s, *o);
+            (*s > from).then_some((*v, from, *s))
+        })
+        .collect();
+    if foreign.is_empty() {
+        return Ok(0);
+    }
+    let lo = foreign.iter().map(|f| f.1).min().unwrap_or(0);
+    let hi = foreign.iter().map(|f| f.2).max().unwrap_or(0);
+
+    // The aggregates the foreign events touched.
+    let mut touched: HashSet<Uuid> = HashSet::new();
+    let mut after = lo;
+    loop {
+        let (count, last) = tx.scan_notifications(after, Some(hi), super::BATCH, &mut |n| {
+            touched.insert(n.originator_id);
+        })?;
+        match last {
+            Some(last) if count > 0 => after = last,
+            _ => break,
+        }
+    }
+    let closure = close(tx, touched)?;
+    log::info!(
+        "biomero_rs: events {}..={hi} were projected by another writer; re-deriving the rows of \
+         {} workflows, {} tasks and {} Slurm jobs ({} events)",
+        lo + 1,
+        closure.workflows.len(),
+        closure.tasks.len(),
+        closure.jobs.len(),
+        closure.events.len()
+    );
+
+    let on = |v: View| foreign.iter().find(|f| f.0 == v).map(|f| f.2);
+    let key_rows: [(View, &str, &str, Vec<Sql>); 4] = [
+        (
+            View::JobAccounting,
+            job_accounting::TABLE,
+            "slurm_job_id",
+            closure.jobs.iter().map(|j| Sql::Int(*j as i64)).collect(),
+        ),
+        (
+            View::JobProgress,
+            job_progress::TABLE,
+            "slurm_job_id",
+            closure.jobs.iter().map(|j| Sql::Int(*j as i64)).collect(),
+        ),
+        (
+            View::WorkflowProgress,
+            workflow_progress::TABLE,
+            "workflow_id",
+            closure.workflows.iter().map(|w| Sql::Uuid(*w)).collect(),
+        ),
+        (
+            View::WorkflowAnalytics,
+            workflow_analytics::TABLE,
+            "task_id",
+            closure.tasks.iter().map(|t| Sql::Uuid(*t)).collect(),
+        ),
+    ];
+    for (view, table, column, keys) in &key_rows {
+        if on(*view).is_none() {
+            continue;
+        }
+        let sql = format!("DELETE FROM {table} WHERE {column} = $1");
+        for k in keys {
+            tx.execute(&sql, std::slice::from_ref(k))?;
+        }
+    }
+
+    let mut cache = Cache::new(Mode::Batch, lo.max(1));
+    let zeros = vec![0i64; views.len()];
+    let mut since_flush = 0;
+    for (id, ev) in &closure.events {
+        let now: Vec<View> = foreign.iter().filter(|f| *id <= f.2).map(|f| f.0).collect();
+        if now.is_empty() {
+            cache.observe(*id, ev);
+            continue;
+        }
+        apply_one(tx, &mut cache, &now, &zeros[..now.len()], *id, ev)?;
+        since_flush += 1;
+        if since_flush >= FLUSH_EVERY {
+            cache.flush(tx)?;
+            since_flush = 0;
+        }
+    }
+    cache.flush(tx)?;
+    for (view, _, s) in &foreign {
+        set_position(tx, *view, *s)?;
+    }
+    Ok(closure.events.len() as u64)
+}
+
+/// Closes `touched` over the rows that depend on each other: a task's
+/// workflow (its TaskCreated), a workflow's tasks (its TaskAdded events),
+/// the task whose job-id row a task's Slurm job shares. Loads every event of
+/// the closure.
+fn close(tx: &mut dyn Tx, touched: HashSet<Uuid>) -> Result<Closure> {
+    let mut out = Closure::default();
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    let mut queue: VecDeque<Uuid> = touched.into_iter().collect();
+    let mut jobs_asked: HashSet<i32> = HashSet::new();
+    let mut by_id: HashMap<i64, Event> = HashMap::new();
+    while let Some(id) = queue.pop_front() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let mut found: Vec<(i64, Event)> = Vec::new();
+        tx.scan_events(id, &mut |n| {
+            if let Some(ev) = decode_ref(n) {
+                found.push((n.id, ev));
+            }
+            Ok(())
+        })?;
+        let mut new_jobs = Vec::new();
+        for (_, ev) in &found {
+            match &ev.payload {
+                Payload::WorkflowInitiated { .. } => {
+                    out.workflows.insert(id);
+                }
+                Payload::TaskAdded { task_id } => {
+                    out.workflows.insert(id);
+                    queue.push_back(*task_id);
+                }
+                Payload::TaskCreated { workflow_id, .. } => {
+                    out.tasks.insert(id);
+                    queue.push_back(*workflow_id);
+                }
+                Payload::JobIdAdded { job_id } => {
+                    out.tasks.insert(id);
+                    if let Ok(j) = lookup::job_id_column(job_id) {
+                        out.jobs.insert(j);
+                        if jobs_asked.insert(j) {
+                            new_jobs.push(j);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // The task that holds a shared Slurm id's row now.
+        for j in new_jobs {
+            let rows = tx.query(
+                &format!(
+                    "SELECT task_id FROM {} WHERE slurm_job_id = $1",
+                    job_accounting::TABLE
+                ),
+                &[Sql::Int(j as i64)],
+                &[Kind::Uuid],
+            )?;
+            for r in rows {
+                if let Some(t) = r[0].as_uuid() {
+                    queue.push_back(t);
+                }
+            }
+        }
+        by_id.extend(found);
+    }
+    let mut events: Vec<(i64, Event)> = by_id.into_iter().collect();
+    events.sort_by_key(|(id, _)| *id);
+    out.events = events;
+    Ok(out)
+}
