@@ -1,6 +1,7 @@
 """Type stubs of the native module biomero_rs._core."""
 
 import datetime
+import decimal
 import uuid
 from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple, Union, final
 
@@ -304,7 +305,7 @@ class WorkflowAnalytics(_View):
     def get_task_counts(self, user: Optional[int] = None, group: Optional[int] = None) -> Dict[_TaskKey, int]: ...
     def get_average_task_duration(
         self, user: Optional[int] = None, group: Optional[int] = None
-    ) -> Dict[_TaskKey, float]: ...
+    ) -> Dict[_TaskKey, Union[float, decimal.Decimal]]: ...
     def get_task_failures(self, user: Optional[int] = None, group: Optional[int] = None) -> Dict[_TaskKey, List[str]]: ...
     def get_task_usage_over_time(
         self, task_name: str, user: Optional[int] = None, group: Optional[int] = None

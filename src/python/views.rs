@@ -421,7 +421,9 @@ impl WorkflowAnalytics {
     ///
     /// Returns:
     ///     ``{(task_name, task_version): seconds}``, the mean of ``end_time -
-    ///     start_time`` (with microseconds) over the rows with an ``end_time``.
+    ///     start_time`` (with microseconds) over the rows with an ``end_time``:
+    ///     a ``float`` on SQLite and a ``decimal.Decimal`` on Postgres, as the
+    ///     reference's query returns it on each.
     ///
     /// Raises:
     ///     TypeError, ValueError: An argument has the wrong type or value.
@@ -437,9 +439,16 @@ impl WorkflowAnalytics {
         let m = read(py, &self.base.store, |tx| {
             queries::get_average_task_duration(tx, user, group)
         })?;
+        // As the reference: SQLite's AVG gives a float, Postgres's a numeric.
+        let as_decimal = self.base.store.backend() == crate::store::Backend::Postgres;
         let d = PyDict::new(py);
         for (k, v) in m {
-            d.set_item(key_tuple(py, k)?, v)?;
+            if as_decimal {
+                let text = crate::domain::Value::Decimal(v.to_string());
+                d.set_item(key_tuple(py, k)?, value_to_py(py, &text)?)?;
+            } else {
+                d.set_item(key_tuple(py, k)?, v)?;
+            }
         }
         Ok(d)
     }

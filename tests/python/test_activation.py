@@ -156,3 +156,22 @@ ok.append(es.WorkflowTracker.__module__ == "biomero.eventsourcing")
 print(json.dumps(ok))
 """
     assert run_python(code) == [True, True, True, True]
+
+
+def test_cli_status_reports_activation(sqlite_db):
+    import shutil
+
+    exe = shutil.which("biomero-rs", path=str(Path(sys.executable).parent))
+    assert exe, "the biomero-rs entry point is not installed"
+    biomero_rs.WorkflowTracker(sqlite_db.url).initiate_workflow("wf", "d", 1, 2)
+    base = {k: v for k, v in os.environ.items() if k not in ("BIOMERO_RS_ACTIVATE", "SQLALCHEMY_URL")}
+    for value, expected in [(None, "off"), ("0", "off"), ("1", "on")]:
+        env = dict(base) if value is None else dict(base, BIOMERO_RS_ACTIVATE=value)
+        text = subprocess.run([exe, "status", "--url", sqlite_db.url], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert text.returncode == 0, text.stderr
+        assert f"activation: {expected}" in text.stdout.splitlines()
+        js = subprocess.run([exe, "status", "--json", "--url", sqlite_db.url], capture_output=True, text=True,
+                            env=env, timeout=120)
+        assert js.returncode == 0, js.stderr
+        assert json.loads(js.stdout)["activation"] == expected

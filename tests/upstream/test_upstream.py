@@ -31,8 +31,19 @@ BACKENDS = [b for b in os.environ.get("BIOMERO_TEST_BACKENDS", "sqlite,postgres"
 CACHE = Path(os.environ.get("BIOMERO_RS_UPSTREAM_CACHE",
                             Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "biomero_rs" / "upstream"))
 
-#: What each run gave, for the terminal summary (conftest.py).
+#: What each run gave, for the terminal summary.
 RESULTS = {}
+
+
+class _Summary:
+    """Prints the pass counts per backend at the end of the run."""
+
+    @staticmethod
+    def pytest_terminal_summary(terminalreporter):
+        for backend, c in sorted(RESULTS.items()):
+            terminalreporter.write_line(
+                f"biomero 2.8.3 unit tests with biomero_rs on {backend}: {c['passed']} passed, "
+                f"{c['xfailed']} xfailed (known_failures.txt), {c['deselected']} deselected, {c['failed']} failed")
 
 
 def fetch_sdist() -> Path:
@@ -56,7 +67,9 @@ def fetch_sdist() -> Path:
 
 
 @pytest.fixture(scope="session")
-def sdist():
+def sdist(request):
+    if not request.config.pluginmanager.has_plugin("biomero_rs_upstream_summary"):
+        request.config.pluginmanager.register(_Summary(), "biomero_rs_upstream_summary")
     return fetch_sdist()
 
 
