@@ -32,6 +32,8 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--profile release|dev] [--out DIR] [--arch x86_64,aarch64]" >&2; exit 2 ;;
   esac
 done
+# A dev wheel is for checking the build (CI): no debug info, a faster build.
+[ "$PROFILE" = dev ] && export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-0}"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 MANYLINUX=manylinux_2_28
 WORK="$ROOT/target/wheels"

@@ -235,17 +235,21 @@ def simulate(tracker: biomero_rs.WorkflowTracker, workflows: int, seed: int) -> 
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    path = os.path.abspath(args.db)
-    if os.path.exists(path) and not args.keep:
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
-    url = f"sqlite:///{path}"
+    if args.url:  # an explicit --url (any backend): added to, never emptied
+        url: str = args.url
+    else:
+        path = os.path.abspath(args.db)
+        if os.path.exists(path) and not args.keep:
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(path + suffix):
+                    os.remove(path + suffix)
+        url = f"sqlite:///{path}"
     tracker = biomero_rs.WorkflowTracker(url)
     start = time.monotonic()
     simulate(tracker, args.workflows, args.seed)
     secs = time.monotonic() - start
     s = biomero_rs.status(url)
+    where = s["url"] if args.url else path  # the URL with its password masked
     tables: Dict[str, Sequence[Any]] = {
         "biomero_workflow_progress_view": biomero_rs.WorkflowProgress(url).list_workflows(),  # newest first
         "biomero_job_view": biomero_rs.JobAccounting(url).list_jobs(),
@@ -254,12 +258,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                          key=lambda t: t.start_time),
     }
     if args.json:
-        print(json.dumps({"db": path, "workflows": args.workflows, "events": s["events"], "seconds": round(secs, 3),
+        print(json.dumps({"db": where, "workflows": args.workflows, "events": s["events"], "seconds": round(secs, 3),
                           "tables": {k: [r.to_dict(json=True) for r in v] for k, v in tables.items()}}, indent=2))
         return 0
     if args.quiet:
         return 0
-    print(f"wrote {s['events']:,} events for {args.workflows} workflows into {path} in {secs:.2f}s")
+    print(f"wrote {s['events']:,} events for {args.workflows} workflows into {where} in {secs:.2f}s")
     columns = {
         "biomero_workflow_progress_view": ["name", "status", "progress", "user", "group", "task", "main_task_name",
                                            "start_time"],
@@ -309,8 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_url(sub.add_parser("status", help="event counts and each view's position and lag"))
     sp.set_defaults(func=cmd_status)
 
-    sp = with_url(sub.add_parser("demo", help="simulate workflows into an SQLite file and print the four views"))
-    sp.add_argument("--db", default="biomero-demo.db", help="SQLite file (default: biomero-demo.db, replaced)")
+    sp = with_url(sub.add_parser("demo", help="simulate workflows into a database and print the four views"))
+    sp.add_argument("--db", default="biomero-demo.db",
+                    help="SQLite file when no --url is given (default: biomero-demo.db, replaced)")
     sp.add_argument("--workflows", type=int, default=5, help="how many workflows (default: 5)")
     sp.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     sp.add_argument("--keep", action="store_true", help="add to an existing file instead of replacing it")

@@ -73,6 +73,15 @@ def test_every_command_prints_json(db, tmp_path):
                                    "biomero_job_progress_view", "biomero_task_execution"}
 
 
+def test_demo_writes_into_an_explicit_url(db):
+    _written(db.url)
+    r = cli("--url", db.url, "demo", "--json", "--workflows", "1")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["events"] > 4 and len(out["tables"]["biomero_workflow_progress_view"]) == 2  # added, not replaced
+    assert "://" in out["db"]
+
+
 def test_every_subcommand_is_covered_by_the_json_test():
     covered = set(COMMANDS)
     assert set(_parser_commands()) <= covered | {"verify"}, "a new command needs a --json test"

@@ -174,3 +174,25 @@ print("memory", "opened")
         "rebuild_views", "refused", "memory", "opened",
     ]
     assert not (tmp_path / "x.db").exists()
+
+
+def test_guard_allows_files_when_python_has_no_sqlite3(tmp_path):
+    """No sqlite3 module in the process: no second library to clash with."""
+    blocker = tmp_path / "blocker" / "sqlite3"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('no sqlite3 in this Python')\n")
+    script = f"""
+import sys
+sys.path.insert(0, {str(blocker.parent)!r})
+import biomero_rs
+t = biomero_rs.WorkflowTracker("sqlite:///" + {str(tmp_path / "alone.db")!r})
+t.initiate_workflow("w", "d", 1, 2)
+print("opened", "sqlite3" in sys.modules and getattr(sys.modules["sqlite3"], "connect", None))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        env=without_guard_var(), cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["opened", "False"]
+    assert (tmp_path / "alone.db").exists()
