@@ -115,7 +115,7 @@ pub fn opt_int_arg(arg: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option
 /// reference stores what it is given).
 pub fn job_id_arg(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyBool>() {
-        return int_arg(arg, obj).map(Value::Int);
+        return to_value(obj, arg); // any size, as JSON holds it
     }
     if obj.is_instance_of::<PyString>() {
         let s = str_arg(arg, obj)?;

@@ -164,3 +164,19 @@ def test_installed_wheel_refuses_a_second_sqlite_copy(venv, tmp_path):
     result = run_scenario(venv / "bin" / "python", tmp_path / "two.db", copy_dir, env=env)
     assert "error" in result, result
     assert_refusal(result["error"], copy_dir)
+
+
+def test_wheel_installs_the_activation_start_up_hook(wheel, venv):
+    """The wheel puts biomero_rs_activate.pth and _biomero_rs_hook.py at the
+    top of site-packages: BIOMERO_RS_ACTIVATE=1 loads the hook (and nothing
+    else) at start-up; unset, nothing is loaded."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert zf.read("biomero_rs_activate.pth") == (ROOT / "python" / "biomero_rs_activate.pth").read_bytes()
+    assert "_biomero_rs_hook.py" in names
+    code = "import sys; print('_biomero_rs_hook' in sys.modules, 'biomero_rs' in sys.modules)"
+    base = {k: v for k, v in os.environ.items() if k != "BIOMERO_RS_ACTIVATE"}
+    for env, expected in [(dict(base, BIOMERO_RS_ACTIVATE="1"), "True False"), (base, "False False")]:
+        out = subprocess.run([str(venv / "bin" / "python"), "-c", code], env=env, capture_output=True, text=True,
+                             cwd="/", check=True)
+        assert out.stdout.strip() == expected, out.stderr
