@@ -22,6 +22,7 @@ use crate::error::Result;
 use crate::projections::cache::Cache;
 use crate::projections::{self, View};
 use crate::store::{self, Backend, EventStore, Kind, Sql, Tx};
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// Events a rebuild applies per batch (and per commit on SQLite).
@@ -73,6 +74,15 @@ fn count_between(tx: &mut dyn Tx, after: i64, upto: i64) -> Result<u64> {
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
 }
 
+/// The stored events after `start` up to `upto` (all of them from 0).
+fn count_from(tx: &mut dyn Tx, start: i64, upto: i64) -> Result<u64> {
+    if start == 0 {
+        count_events(tx)
+    } else {
+        count_between(tx, start, upto)
+    }
+}
+
 /// Every stored event. (No `WHERE` on id: SQLite then counts the entries of
 /// the smallest index instead of reading the whole table.)
 fn count_events(tx: &mut dyn Tx) -> Result<u64> {
@@ -94,6 +104,86 @@ pub fn rebuild(
     rebuild_with(store, views, progress, Cache::for_rebuild(), REBUILD_BATCH)
 }
 
+/// The timestamp of a stored event: read straight from the state's
+/// `"timestamp": {"_type_": "datetime_iso", "_data_": "..."}` where it has
+/// that form, else by decoding the event.
+fn event_time(n: &crate::store::NotificationRef<'_>) -> Option<DateTime<Utc>> {
+    fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from + needle.len())
+    }
+    let quick = find(n.state, b"\"timestamp\"", 0)
+        .and_then(|at| find(n.state, b"\"_data_\":\"", at))
+        .and_then(|start| {
+            let len = n.state.get(start..)?.iter().position(|b| *b == b'"')?;
+            let text = std::str::from_utf8(&n.state[start..start + len]).ok()?;
+            crate::domain::events::parse_timestamp(text)
+        });
+    quick.or_else(|| projections::decode_ref(n).map(|e| e.timestamp))
+}
+
+/// The first notification (lowest id) whose event's timestamp is at or
+/// after `cutoff`, as the reference's SlurmClient finds it (`MIN(id) ...
+/// WHERE timestamp >= cutoff`), on both backends; `None` when there is none.
+/// Reads the log from the start and stops at the first match.
+pub fn first_at_or_after(tx: &mut dyn Tx, cutoff: DateTime<Utc>) -> Result<Option<i64>> {
+    let mut after = 0;
+    loop {
+        let mut found = None;
+        let (count, last) = tx.scan_notifications(after, None, REBUILD_BATCH, &mut |n| {
+            if found.is_none() && event_time(n).is_some_and(|t| t >= cutoff) {
+                found = Some(n.id);
+            }
+        })?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        match last {
+            Some(last) if count > 0 => after = last,
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// A partial rebuild from a cutoff: empties the views' tables and applies
+/// every event from the first one whose timestamp is at or after `since`
+/// (that event included), while the facts a projector looks up (a task's
+/// TaskCreated, a workflow's owner) still come from the whole log. A cutoff
+/// after the last event means a full replay (as in the reference). Returns
+/// the number of events applied.
+pub fn rebuild_since(
+    store: &dyn EventStore,
+    views: &[View],
+    progress: Option<Progress<'_>>,
+    since: DateTime<Utc>,
+) -> Result<u64> {
+    crate::migrations::ensure_view_tables_in(store)?;
+    let first = store::read_tx(store, |tx| first_at_or_after(tx, since))?.unwrap_or(1);
+    log::info!("biomero_rs rebuild: cutoff {since} -> from notification {first}");
+    rebuild_from(store, views, progress, first)
+}
+
+/// Empties the views' tables and applies every event from notification
+/// `first` on (1: a full rebuild). Returns the number of events applied.
+pub fn rebuild_from(
+    store: &dyn EventStore,
+    views: &[View],
+    progress: Option<Progress<'_>>,
+    first: i64,
+) -> Result<u64> {
+    let start = first.max(1) - 1;
+    rebuild_range(
+        store,
+        views,
+        progress,
+        Cache::for_rebuild_from(start),
+        REBUILD_BATCH,
+        start,
+    )
+}
+
 /// [`rebuild`] with a given cache and batch size (tests use tiny ones to
 /// exercise eviction); `cache` must come from [`Cache::for_rebuild`].
 #[doc(hidden)]
@@ -101,8 +191,22 @@ pub fn rebuild_with(
     store: &dyn EventStore,
     views: &[View],
     progress: Option<Progress<'_>>,
+    cache: Cache,
+    batch: usize,
+) -> Result<u64> {
+    rebuild_range(store, views, progress, cache, batch, 0)
+}
+
+/// Empties the views' tables and applies the events after notification
+/// `start` (positions start there), with `cache` from
+/// [`Cache::for_rebuild_from`]`(start)`.
+fn rebuild_range(
+    store: &dyn EventStore,
+    views: &[View],
+    progress: Option<Progress<'_>>,
     mut cache: Cache,
     batch: usize,
+    start: i64,
 ) -> Result<u64> {
     crate::migrations::ensure_view_tables_in(store)?;
     let mut progress = progress;
@@ -116,8 +220,8 @@ pub fn rebuild_with(
         Backend::Postgres => store::write_tx(store, |tx| {
             reset(tx, views)?;
             let upto = tx.max_notification_id()?;
-            let total = count_events(tx)?;
-            let mut positions = vec![0; views.len()];
+            let total = count_from(tx, start, upto)?;
+            let mut positions = vec![start.min(upto); views.len()];
             let mut done = 0;
             report(0, total)?;
             while positions.iter().any(|p| *p < upto) {
@@ -129,10 +233,11 @@ pub fn rebuild_with(
         Backend::Sqlite => {
             let (upto, total) = store::write_tx(store, |tx| {
                 reset(tx, views)?;
-                Ok((tx.max_notification_id()?, count_events(tx)?))
+                let upto = tx.max_notification_id()?;
+                Ok((upto, count_from(tx, start, upto)?))
             })?;
             report(0, total)?;
-            let mut positions = vec![0; views.len()];
+            let mut positions = vec![start.min(upto); views.len()];
             let mut done = 0;
             while positions.iter().any(|p| *p < upto) {
                 done += store::write_tx(store, |tx| {
@@ -203,4 +308,241 @@ pub fn status(store: &dyn EventStore) -> Result<Status> {
             views,
         })
     })
+}
+
+// ------------------------------------------------------------------ verify
+
+/// One side of a [`Difference`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// The row does not exist on this side.
+    Absent,
+    /// A column's value.
+    Value(Sql),
+    /// A whole row (column, value), for a row that exists on this side only.
+    Row(Vec<(&'static str, Sql)>),
+}
+
+/// A view row that differs from what the event log gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    pub table: &'static str,
+    /// The row's primary key.
+    pub key: Sql,
+    /// The column that differs; `None` for a missing or extra row.
+    pub column: Option<&'static str>,
+    pub live: Cell,
+    pub expected: Cell,
+}
+
+/// The columns of each view table (quoted where needed) and their kinds;
+/// the first is the primary key.
+const VIEW_COLUMNS: [(View, &[(&str, Kind)]); 4] = [
+    (
+        View::JobAccounting,
+        &[
+            ("slurm_job_id", Kind::Int),
+            ("user", Kind::Int),
+            ("group", Kind::Int),
+            ("task_id", Kind::Uuid),
+        ],
+    ),
+    (
+        View::JobProgress,
+        &[
+            ("slurm_job_id", Kind::Int),
+            ("status", Kind::Text),
+            ("progress", Kind::Text),
+        ],
+    ),
+    (
+        View::WorkflowProgress,
+        &[
+            ("workflow_id", Kind::Uuid),
+            ("status", Kind::Text),
+            ("progress", Kind::Text),
+            ("user", Kind::Int),
+            ("group", Kind::Int),
+            ("name", Kind::Text),
+            ("task", Kind::Text),
+            ("main_task_name", Kind::Text),
+            ("start_time", Kind::Time),
+        ],
+    ),
+    (
+        View::WorkflowAnalytics,
+        &[
+            ("task_id", Kind::Uuid),
+            ("task_name", Kind::Text),
+            ("task_version", Kind::Text),
+            ("user_id", Kind::Int),
+            ("group_id", Kind::Int),
+            ("status", Kind::Text),
+            ("start_time", Kind::Time),
+            ("end_time", Kind::Time),
+            ("error_type", Kind::Text),
+        ],
+    ),
+];
+
+/// A sortable form of a key.
+fn key_text(k: &Sql) -> String {
+    match k {
+        Sql::Int(i) => format!("{i:020}"),
+        Sql::Uuid(u) => u.simple().to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Every row of a view table, by key (none when the table does not exist).
+fn table_rows(
+    tx: &mut dyn Tx,
+    view: View,
+    cols: &[(&str, Kind)],
+    exists: bool,
+) -> Result<BTreeMap<String, Vec<Sql>>> {
+    if !exists {
+        return Ok(BTreeMap::new());
+    }
+    let list: Vec<String> = cols.iter().map(|(c, _)| format!("\"{c}\"")).collect();
+    let kinds: Vec<Kind> = cols.iter().map(|(_, k)| *k).collect();
+    let rows = tx.query(
+        &format!("SELECT {} FROM {}", list.join(", "), view.view_table()),
+        &[],
+        &kinds,
+    )?;
+    Ok(rows.into_iter().map(|r| (key_text(&r[0]), r)).collect())
+}
+
+fn whole_row(cols: &[(&'static str, Kind)], row: &[Sql]) -> Cell {
+    Cell::Row(
+        cols.iter()
+            .map(|(c, _)| *c)
+            .zip(row.iter().cloned())
+            .collect(),
+    )
+}
+
+/// The differences between the live view tables and what a rebuild over the
+/// whole log gives, computed in `tx` and left for the caller to roll back:
+/// temporary tables of the same names (which shadow the real ones on both
+/// backends) receive the rebuild, the real ones are only read.
+fn verify_in(tx: &mut dyn Tx) -> Result<Vec<Difference>> {
+    let backend = tx.backend();
+    let mut live = Vec::new();
+    for (view, cols) in VIEW_COLUMNS {
+        let exists = tx.table_exists(view.view_table())?;
+        live.push(table_rows(tx, view, cols, exists)?);
+    }
+    let temp = |ddl: &str| ddl.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE");
+    tx.execute_batch(&temp(crate::migrations::REVISIONS[0].sql(backend)))?;
+    for v in View::ALL {
+        tx.execute_batch(&temp(&store::schema::tracking_ddl(
+            backend,
+            v.tracking_table(),
+        )))?;
+    }
+    let has_log = tx.table_exists(store::schema::EVENTS_TABLE)?;
+    if has_log {
+        let upto = tx.max_notification_id()?;
+        let mut cache = Cache::for_rebuild();
+        let mut positions = vec![0; View::ALL.len()];
+        while positions.iter().any(|p| *p < upto) {
+            step(
+                tx,
+                &mut cache,
+                &View::ALL,
+                &mut positions,
+                upto,
+                REBUILD_BATCH,
+            )?;
+        }
+    }
+    let mut out = Vec::new();
+    for ((view, cols), live) in VIEW_COLUMNS.into_iter().zip(live) {
+        let expected = table_rows(tx, view, cols, true)?;
+        let table = view.view_table();
+        let keys: std::collections::BTreeSet<&String> =
+            live.keys().chain(expected.keys()).collect();
+        for k in keys {
+            match (live.get(k), expected.get(k)) {
+                (Some(l), None) => out.push(Difference {
+                    table,
+                    key: l[0].clone(),
+                    column: None,
+                    live: whole_row(cols, l),
+                    expected: Cell::Absent,
+                }),
+                (None, Some(e)) => out.push(Difference {
+                    table,
+                    key: e[0].clone(),
+                    column: None,
+                    live: Cell::Absent,
+                    expected: whole_row(cols, e),
+                }),
+                (Some(l), Some(e)) => {
+                    for (i, (c, _)) in cols.iter().enumerate().skip(1) {
+                        if l[i] != e[i] {
+                            out.push(Difference {
+                                table,
+                                key: l[0].clone(),
+                                column: Some(c),
+                                live: Cell::Value(l[i].clone()),
+                                expected: Cell::Value(e[i].clone()),
+                            });
+                        }
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Compares the four view tables of `url` with what the event log gives
+/// (PROJECTIONS.md over the whole log), row by row. Read-only: the rebuild
+/// goes into temporary tables of a transaction that is rolled back; nothing
+/// is created, adopted, migrated or stamped, and an SQLite file is opened
+/// read-only (its journal mode stays). Returns the differences, empty when
+/// the views are right.
+pub fn verify(url: &str) -> Result<Vec<Difference>> {
+    match store::DbUrl::parse(url)? {
+        store::DbUrl::Sqlite {
+            location: store::url::SqliteLocation::File(path),
+            ..
+        } => store::sqlite::inspect(&path, verify_in)?.ok_or_else(|| {
+            crate::Error::value(format!(
+                "url: the SQLite file {} does not exist",
+                path.display()
+            ))
+        }),
+        store::DbUrl::Sqlite { .. } => {
+            let s = store::open(url)?;
+            rolled_back(s.as_ref())
+        }
+        parsed @ store::DbUrl::Postgres(_) => {
+            let store::DbUrl::Postgres(target) = &parsed else {
+                unreachable!()
+            };
+            // A pool of its own: fresh sessions, whose statements are
+            // prepared only after the temporary tables exist.
+            let s = store::postgres::PostgresStore::open(target, parsed.masked())?;
+            rolled_back(&s)
+        }
+    }
+}
+
+/// [`verify_in`] in a write transaction that is always rolled back.
+fn rolled_back(store: &dyn EventStore) -> Result<Vec<Difference>> {
+    let mut out = None;
+    let r = store.write(&mut |tx| {
+        out = Some(verify_in(tx)?);
+        Err(crate::Error::Cancelled("verify rolls back".into()))
+    });
+    match (r, out) {
+        (Err(crate::Error::Cancelled(_)), Some(diffs)) => Ok(diffs),
+        (Err(e), _) => Err(e),
+        (Ok(()), _) => unreachable!("the closure always fails"),
+    }
 }

@@ -27,6 +27,7 @@ from biomero_rs._core import (
     reset_logging_cache,
     run_migrations,
     status,
+    verify,
 )
 from biomero_rs import logsync as _logsync  # levels follow logging's configuration
 from biomero_rs.activation import activate, deactivate, is_active
@@ -78,5 +79,6 @@ __all__ = [
     "reset_logging_cache",
     "run_migrations",
     "status",
+    "verify",
     "workflow_status",
 ]

@@ -463,7 +463,14 @@ impl Cache {
 
     /// A cache for a rebuild: from notification 0, into emptied view tables.
     pub fn for_rebuild() -> Cache {
-        let mut c = Cache::new(Mode::Batch, 0);
+        Cache::for_rebuild_from(0)
+    }
+
+    /// A cache for a rebuild that applies the events after notification
+    /// `start` into emptied view tables (facts about earlier events are read
+    /// from the log).
+    pub fn for_rebuild_from(start: i64) -> Cache {
+        let mut c = Cache::new(Mode::Batch, start);
         c.rows_fresh = true;
         c
     }

@@ -117,6 +117,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::rebuild_views, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::catch_up, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::verify, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::run_migrations, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::ensure_view_tables, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::status, m)?)?;

@@ -72,12 +72,20 @@ impl ViewBase {
     }
 
     /// Brings this view up to date with the log (the reference's
-    /// `pull_and_process`; `start` is accepted for its signature: views are
-    /// always complete from the first event).
-    fn pull_and_process(&self, py: Python<'_>) -> PyResult<u64> {
+    /// `pull_and_process`). `start` above 1 (BIOMERO's SlurmClient passes the
+    /// first event at or after its rebuild cutoff) rebuilds this view from
+    /// that notification, included: its table is emptied and every event
+    /// from `start` on is applied, with facts from the whole log.
+    fn pull_and_process(&self, py: Python<'_>, start: Option<i64>) -> PyResult<u64> {
         let view = [self.view];
-        py.allow_threads(|| crate::rebuild::catch_up(self.store.as_ref(), &view))
-            .py()
+        py.allow_threads(|| match start {
+            Some(first) if first > 1 => {
+                crate::migrations::ensure_view_tables_in(self.store.as_ref())?;
+                crate::rebuild::rebuild_from(self.store.as_ref(), &view, None, first)
+            }
+            _ => crate::rebuild::catch_up(self.store.as_ref(), &view),
+        })
+        .py()
     }
 }
 
@@ -131,8 +139,12 @@ macro_rules! view_common {
                 leader_name: Option<&Bound<'_, PyAny>>,
                 start: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<u64> {
-                let _ = (leader_name, start);
-                self.base.pull_and_process(py)
+                let _ = leader_name;
+                let start = match start {
+                    Some(s) if !s.is_none() => Some(int_arg("start", s)?),
+                    _ => None,
+                };
+                self.base.pull_and_process(py, start)
             }
 
             fn __repr__(&self) -> String {

@@ -324,3 +324,64 @@ def test_run_migrations_0_on_a_python_database_only_checks(db):
     assert out.returncode == 0, out.stdout + out.stderr
     assert tables(db) == before
     assert "alembic_version_biomero" not in before
+
+
+# ----------------------------------------------------------------- verify
+
+
+from test_migrations import _cli as cli  # noqa: E402 - the same runner of the command
+
+
+def test_verify_reports_a_row_changed_by_hand(db):
+    out = reference(db, STEPS[:3])
+    run_rs(db, STEPS[3:], out["ids"])
+    assert biomero_rs.verify(db.url) == []
+    ok = cli("verify", "--url", db.url)
+    assert ok.returncode == 0 and "the views are right" in ok.stdout, ok.stderr
+    import uuid
+
+    t2 = uuid.UUID(out["ids"]["t2"])
+    execute(db, "UPDATE biomero_job_progress_view SET status = 'HACKED' WHERE slurm_job_id = 4242",
+            "DELETE FROM biomero_job_view",
+            "INSERT INTO biomero_job_progress_view (slurm_job_id, status) VALUES (777, 'STRAY')")
+    diffs = biomero_rs.verify(db.url)
+    by = {(d["table"], d["column"], d["key"]): d for d in diffs}
+    assert len(diffs) == 3, diffs
+    d = by[("biomero_job_progress_view", "status", 4242)]
+    assert (d["live"], d["expected"]) == ("HACKED", "RUNNING")
+    d = by[("biomero_job_view", None, 4242)]
+    assert d["live"] is None
+    assert d["expected"] == {"slurm_job_id": 4242, "user": 5, "group": 7, "task_id": t2}
+    d = by[("biomero_job_progress_view", None, 777)]
+    assert d["expected"] is None and d["live"]["status"] == "STRAY"
+    bad = cli("verify", "--url", db.url)
+    assert bad.returncode == 1
+    assert "HACKED" in bad.stdout and "3 differences" in bad.stdout
+    as_json = json.loads(cli("verify", "--url", db.url, "--json").stdout)
+    assert len(as_json) == 3
+    # verify changed nothing: the hand-made rows are still there.
+    assert db.rows("SELECT status FROM biomero_job_progress_view WHERE slurm_job_id = 4242") == [("HACKED",)]
+    # A rebuild repairs it.
+    biomero_rs.rebuild_views(db.url)
+    assert biomero_rs.verify(db.url) == []
+
+
+def test_verify_is_read_only_on_a_python_database(db):
+    reference(db, STEPS[:3])
+    before = tables(db)
+    if db.backend == "sqlite":
+        execute(db, "PRAGMA journal_mode=DELETE")
+        mode = journal_mode(db)
+    out = cli("verify", "--url", db.url, "--json")
+    # Python left rows that lag (PROJECTIONS.md fix 2): verify shows them.
+    assert out.returncode == 1, out.stderr
+    diffs = json.loads(out.stdout)
+    assert {(d["table"], d["column"]) for d in diffs} >= {
+        ("biomero_task_execution", "user_id"),
+        ("biomero_workflow_progress_view", "main_task_name"),
+    }
+    assert tables(db) == before
+    assert "alembic_version_biomero" not in tables(db)
+    if db.backend == "sqlite":
+        assert journal_mode(db) == mode
+    assert db.rows("SELECT COUNT(*) FROM jobaccounting_tracking WHERE application_name = 'biomero_rs'") == [(0,)]

