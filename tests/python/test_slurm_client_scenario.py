@@ -187,3 +187,31 @@ def test_memory_database_is_new_after_close_engine(activated, monkeypatch):
     assert biomero_rs.WorkflowProgress().get_workflow(wf) is None
     fresh.initiate_workflow("c", "d", 1, 2)
     assert len(fresh.notification_log.select(1, 10)) == 1
+
+
+def test_reset_tables_on_the_memory_database(activated, monkeypatch):
+    """SlurmClient(init_slurm=True) on sqlite:///:memory: (upstream's
+    test_sqlalchemy_tables_exist): the reset drops the tables, closes the
+    engine (a new, empty memory database) and starts again with every
+    tracking and view table in place."""
+    from sqlalchemy import text
+
+    monkeypatch.setenv("SQLALCHEMY_URL", "sqlite:///:memory:")
+    with mock.patch("biomero.slurm_client.Connection.create_session"), \
+            mock.patch("biomero.slurm_client.Connection.open"), \
+            mock.patch("biomero.slurm_client.Connection.put"), \
+            mock.patch("biomero.slurm_client.Connection.run"):
+        c = sc.SlurmClient(host="localhost", port=8022, user="slurm", slurm_data_path="d", slurm_images_path="i",
+                           slurm_script_path="s", slurm_converters_path="c", slurm_script_repo="repo-url",
+                           slurm_model_paths={"wf": "path"}, slurm_model_images={"wf": "image"},
+                           slurm_model_repos={"wf": "https://github.com/example/workflow1"},
+                           track_workflows=True, enable_job_accounting=True, enable_job_progress=True,
+                           enable_workflow_analytics=True, init_slurm=True)
+    with biomero_rs.EngineManager.get_session() as session:
+        names = {r[0] for r in session.execute(text("SELECT name FROM sqlite_master WHERE type = :t"),
+                                               {"t": "table"}).fetchall()}
+    listeners = (c.jobAccounting, c.jobProgress, c.wfProgress, c.workflowAnalytics)
+    assert {listener.recorder.tracking_table_name for listener in listeners} <= names
+    assert set(VIEW_TABLES) <= names
+    wf = c.workflowTracker.initiate_workflow("after reset", None, 1, 2)
+    assert c.wfProgress.get_workflow(wf).status == "INITIALIZING"
