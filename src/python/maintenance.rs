@@ -377,7 +377,8 @@ pub fn execute_statements<'py>(
         crate::migrations::forget(store.as_ref());
         store::write_tx(store.as_ref(), |tx| {
             for (sql, params) in &bound {
-                last = tx.query_any(sql, params)?;
+                let sql = crate::rebuild::reference_sql_for(tx.backend(), sql);
+                last = tx.query_any(&sql, params)?;
             }
             if commit {
                 Ok(())
