@@ -546,3 +546,25 @@ fn rolled_back(store: &dyn EventStore) -> Result<Vec<Difference>> {
         (Ok(()), _) => unreachable!("the closure always fails"),
     }
 }
+
+/// The expression of BIOMERO 2.8.3's `SlurmClient._find_analytics_start_id`
+/// that reads an event's timestamp (Postgres only).
+const REFERENCE_TIMESTAMP_EXPR: &str =
+    "(convert_from(state, 'UTF8')::json->>'timestamp')::json->>'_data_'";
+
+/// SQL that BIOMERO's SlurmClient sends through `EngineManager`, in the
+/// backend's dialect: on SQLite its Postgres-only start-id query (the first
+/// event at or after the analytics rebuild cutoff) reads the same timestamp
+/// text with SQLite's JSON functions, so that the cutoff is honoured on both
+/// backends instead of falling back to a full replay. Anything else is
+/// returned as it is.
+pub fn reference_sql_for(backend: Backend, sql: &str) -> std::borrow::Cow<'_, str> {
+    if backend == Backend::Sqlite && sql.contains(REFERENCE_TIMESTAMP_EXPR) {
+        std::borrow::Cow::Owned(sql.replace(
+            REFERENCE_TIMESTAMP_EXPR,
+            "json_extract(CAST(state AS TEXT), '$.timestamp._data_')",
+        ))
+    } else {
+        std::borrow::Cow::Borrowed(sql)
+    }
+}

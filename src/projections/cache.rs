@@ -980,7 +980,7 @@ impl Ctx<'_> {
                 None
             } else {
                 self.cache.lookups += 1;
-                queries::get_workflow(self.tx, wf)?
+                queries::get_workflow_utc(self.tx, wf)?
             };
             self.cache.wfp.insert(wf, Slot { row, dirty: false });
         }
@@ -1024,7 +1024,7 @@ impl Ctx<'_> {
                 None
             } else {
                 self.cache.lookups += 1;
-                queries::get_task_execution(self.tx, task)?
+                queries::get_task_execution_utc(self.tx, task)?
             };
             self.cache.wfa.insert(task, Slot { row, dirty: false });
         }

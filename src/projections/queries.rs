@@ -9,7 +9,7 @@
 
 use crate::error::Result;
 use crate::projections::{job_accounting, job_progress, workflow_analytics, workflow_progress};
-use crate::store::{Kind, Sql, Tx};
+use crate::store::{Backend, Kind, Sql, Tx};
 use chrono::{NaiveDate, NaiveDateTime};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -271,17 +271,55 @@ fn workflow_row(r: &[Sql]) -> Result<WorkflowProgressRow> {
     })
 }
 
-/// WorkflowProgress: one workflow's row, if known.
+/// WorkflowProgress: one workflow's row, if known (times as stored).
 pub fn get_workflow(tx: &mut dyn Tx, workflow_id: Uuid) -> Result<Option<WorkflowProgressRow>> {
+    one_workflow(tx, workflow_id, WORKFLOW_COLUMNS)
+}
+
+fn one_workflow(
+    tx: &mut dyn Tx,
+    workflow_id: Uuid,
+    columns: &str,
+) -> Result<Option<WorkflowProgressRow>> {
     let rows = tx.query(
         &format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM {} WHERE workflow_id = $1",
+            "SELECT {columns} FROM {} WHERE workflow_id = $1",
             workflow_progress::TABLE
         ),
         &[Sql::Uuid(workflow_id)],
         &WORKFLOW_KINDS,
     )?;
     rows.first().map(|r| workflow_row(r)).transpose()
+}
+
+/// A select list with its time columns read as UTC: on Postgres the stored
+/// wall time of the session's `TimeZone` (what the reference writes, see
+/// [`time_param`]) converted back; on SQLite as stored (UTC).
+fn utc_columns(backend: Backend, columns: &str) -> String {
+    match backend {
+        Backend::Sqlite => columns.to_owned(),
+        Backend::Postgres => columns
+            .replace("start_time", "start_time::timestamptz")
+            .replace("end_time", "end_time::timestamptz"),
+    }
+}
+
+/// The placeholder `$n` of a UTC time written to a view column: on Postgres
+/// as `timestamptz`, which the column (`timestamp without time zone`)
+/// stores as the wall time of the session's `TimeZone`, as the reference's
+/// aware datetimes are stored; on SQLite the UTC text, as the reference
+/// writes it.
+pub fn time_param(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => format!("${n}"),
+        Backend::Postgres => format!("${n}::timestamptz"),
+    }
+}
+
+/// [`get_workflow`] for the projectors: times in UTC ([`utc_columns`]).
+pub fn get_workflow_utc(tx: &mut dyn Tx, workflow_id: Uuid) -> Result<Option<WorkflowProgressRow>> {
+    let columns = utc_columns(tx.backend(), WORKFLOW_COLUMNS);
+    one_workflow(tx, workflow_id, &columns)
 }
 
 /// WorkflowProgress: the workflows of a user and/or group (all without
@@ -350,11 +388,21 @@ fn task_row(r: &[Sql]) -> Result<TaskExecutionRow> {
     })
 }
 
-/// One row of biomero_task_execution.
+/// One row of biomero_task_execution (times as stored).
 pub fn get_task_execution(tx: &mut dyn Tx, task_id: Uuid) -> Result<Option<TaskExecutionRow>> {
+    one_task(tx, task_id, TASK_COLUMNS)
+}
+
+/// [`get_task_execution`] for the projectors: times in UTC.
+pub fn get_task_execution_utc(tx: &mut dyn Tx, task_id: Uuid) -> Result<Option<TaskExecutionRow>> {
+    let columns = utc_columns(tx.backend(), TASK_COLUMNS);
+    one_task(tx, task_id, &columns)
+}
+
+fn one_task(tx: &mut dyn Tx, task_id: Uuid, columns: &str) -> Result<Option<TaskExecutionRow>> {
     let rows = tx.query(
         &format!(
-            "SELECT {TASK_COLUMNS} FROM {} WHERE task_id = $1",
+            "SELECT {columns} FROM {} WHERE task_id = $1",
             workflow_analytics::TABLE
         ),
         &[Sql::Uuid(task_id)],

@@ -9,8 +9,8 @@ use crate::domain::{Event, Payload, Value};
 use crate::error::Result;
 use crate::projections::cache::{Ctx, TaskInfo};
 use crate::projections::lookup;
-use crate::projections::queries::TaskExecutionRow;
-use crate::store::{NoRow, Sql, Tx};
+use crate::projections::queries::{self, TaskExecutionRow};
+use crate::store::{Backend, NoRow, Sql, Tx};
 use chrono::NaiveDateTime;
 use std::sync::OnceLock;
 use uuid::Uuid;
@@ -59,11 +59,17 @@ impl WfaPatch {
                 vec![id, Sql::Text(s.clone())],
             ),
             WfaPatch::Completed(end) => (
-                format!("UPDATE {TABLE} SET end_time = $2 WHERE task_id = $1"),
+                format!(
+                    "UPDATE {TABLE} SET end_time = {} WHERE task_id = $1",
+                    queries::time_param(tx.backend(), 2)
+                ),
                 vec![id, Sql::Time(*end)],
             ),
             WfaPatch::Failed(end, error) => (
-                format!("UPDATE {TABLE} SET end_time = $2, error_type = $3 WHERE task_id = $1"),
+                format!(
+                    "UPDATE {TABLE} SET end_time = {}, error_type = $3 WHERE task_id = $1",
+                    queries::time_param(tx.backend(), 2)
+                ),
                 vec![id, Sql::Time(*end), error.clone().into()],
             ),
             WfaPatch::Owner(user, group) => (
@@ -188,15 +194,17 @@ fn task_added(ctx: &mut Ctx<'_>, task_id: Uuid) -> Result<()> {
 }
 
 /// The upsert of a whole row: SQL and parameters.
-fn upsert(row: &TaskExecutionRow) -> (&'static str, Vec<Sql>) {
-    static SQL: OnceLock<String> = OnceLock::new();
+fn upsert(backend: Backend, row: &TaskExecutionRow) -> (&'static str, Vec<Sql>) {
+    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
     (
-        SQL.get_or_init(|| format!(
+        SQL[backend as usize].get_or_init(|| format!(
             "INSERT INTO {TABLE} (task_id, task_name, task_version, user_id, group_id, status, start_time, end_time, error_type) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             VALUES ($1, $2, $3, $4, $5, $6, {}, {}, $9) \
              ON CONFLICT (task_id) DO UPDATE SET task_name = excluded.task_name, task_version = excluded.task_version, \
              user_id = excluded.user_id, group_id = excluded.group_id, status = excluded.status, \
-             start_time = excluded.start_time, end_time = excluded.end_time, error_type = excluded.error_type"
+             start_time = excluded.start_time, end_time = excluded.end_time, error_type = excluded.error_type",
+            queries::time_param(backend, 7),
+            queries::time_param(backend, 8)
         )),
         vec![
             Sql::Uuid(row.task_id),
@@ -214,14 +222,14 @@ fn upsert(row: &TaskExecutionRow) -> (&'static str, Vec<Sql>) {
 
 /// Upserts a whole row.
 pub(crate) fn write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
-    let (sql, params) = upsert(row);
+    let (sql, params) = upsert(tx.backend(), row);
     tx.execute(sql, &params)?;
     Ok(())
 }
 
 /// [`write`], queued with the transaction's other view writes.
 pub(crate) fn queue_write(tx: &mut dyn Tx, row: &TaskExecutionRow) -> Result<()> {
-    let (sql, params) = upsert(row);
+    let (sql, params) = upsert(tx.backend(), row);
     tx.queue(TABLE, sql, params, None)
 }
 

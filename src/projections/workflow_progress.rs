@@ -10,8 +10,8 @@ use crate::domain::{Event, Payload, Value};
 use crate::error::Result;
 use crate::projections::cache::{Ctx, Need, TaskInfo, WorkflowInfo};
 use crate::projections::lookup;
-use crate::projections::queries::WorkflowProgressRow;
-use crate::store::{NoRow, Sql, Tx};
+use crate::projections::queries::{self, WorkflowProgressRow};
+use crate::store::{Backend, NoRow, Sql, Tx};
 use std::sync::OnceLock;
 use uuid::Uuid;
 
@@ -356,15 +356,16 @@ fn truthy(v: &Value) -> bool {
 }
 
 /// The upsert of a whole row: SQL and parameters.
-fn upsert(row: &WorkflowProgressRow) -> (&'static str, Vec<Sql>) {
-    static SQL: OnceLock<String> = OnceLock::new();
+fn upsert(backend: Backend, row: &WorkflowProgressRow) -> (&'static str, Vec<Sql>) {
+    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
     (
-        SQL.get_or_init(|| format!(
+        SQL[backend as usize].get_or_init(|| format!(
             "INSERT INTO {TABLE} (workflow_id, status, progress, \"user\", \"group\", name, task, main_task_name, start_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {}) \
              ON CONFLICT (workflow_id) DO UPDATE SET status = excluded.status, progress = excluded.progress, \
              \"user\" = excluded.\"user\", \"group\" = excluded.\"group\", name = excluded.name, task = excluded.task, \
-             main_task_name = excluded.main_task_name, start_time = excluded.start_time"
+             main_task_name = excluded.main_task_name, start_time = excluded.start_time",
+            queries::time_param(backend, 9)
         )),
         vec![
             Sql::Uuid(row.workflow_id),
@@ -382,14 +383,14 @@ fn upsert(row: &WorkflowProgressRow) -> (&'static str, Vec<Sql>) {
 
 /// Upserts a whole row.
 pub(crate) fn write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
-    let (sql, params) = upsert(row);
+    let (sql, params) = upsert(tx.backend(), row);
     tx.execute(sql, &params)?;
     Ok(())
 }
 
 /// [`write`], queued with the transaction's other view writes.
 pub(crate) fn queue_write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
-    let (sql, params) = upsert(row);
+    let (sql, params) = upsert(tx.backend(), row);
     tx.queue(TABLE, sql, params, None)
 }
 

@@ -270,7 +270,10 @@ pub fn execute_sql(py: Python<'_>, url: &str, sql: &str) -> PyResult<()> {
 ///     url: The database URL.
 #[pyfunction]
 pub fn close_store(url: &str) {
-    store::close(url);
+    for closed in store::close(url) {
+        // The next store on this URL may be a new database (memory).
+        crate::migrations::forget(closed.as_ref());
+    }
 }
 
 /// A bound value of an ad-hoc statement.
@@ -374,7 +377,8 @@ pub fn execute_statements<'py>(
         crate::migrations::forget(store.as_ref());
         store::write_tx(store.as_ref(), |tx| {
             for (sql, params) in &bound {
-                last = tx.query_any(sql, params)?;
+                let sql = crate::rebuild::reference_sql_for(tx.backend(), sql);
+                last = tx.query_any(&sql, params)?;
             }
             if commit {
                 Ok(())

@@ -187,3 +187,38 @@ def test_slurm_client_reset_path_with_a_cutoff(tmp_path):
         ]
     finally:
         db.drop()
+
+
+def test_slurm_client_start_id_on_both_backends(db, monkeypatch):
+    """BIOMERO 2.8.3's own SlurmClient._find_analytics_start_id (its
+    Postgres-only SQL) through biomero_rs's EngineManager: on Postgres as
+    written, on SQLite in SQLite's JSON functions, so that both honour
+    analytics_rebuild_start_time and analytics_rebuild_days_ago."""
+    import types
+
+    import biomero.slurm_client as sc
+
+    cutoff, _ = two_phases(db.url)
+    monkeypatch.setattr(sc, "EngineManager", compat.EngineManager)
+    compat.EngineManager.close_engine()
+    compat.EngineManager.create_scoped_session(db.url)
+    try:
+        client = types.SimpleNamespace(analytics_rebuild_start_time=cutoff.isoformat(),
+                                       analytics_rebuild_days_ago=None)
+        first = sc.SlurmClient._find_analytics_start_id(client)
+        assert first == first_at_or_after(db, cutoff) > 1
+        client.analytics_rebuild_start_time = cutoff.date().isoformat()
+        assert sc.SlurmClient._find_analytics_start_id(client) == 1
+        client.analytics_rebuild_days_ago = 1  # overrides the date
+        assert sc.SlurmClient._find_analytics_start_id(client) == 1
+        client.analytics_rebuild_days_ago = -1  # tomorrow: after the last event, so 1
+        assert sc.SlurmClient._find_analytics_start_id(client) == 1
+    finally:
+        compat.EngineManager.close_engine()
+    # And the view classes rebuild from it: equal to rebuild_views(since=).
+    for cls in (biomero_rs.JobAccounting, biomero_rs.JobProgress, biomero_rs.WorkflowProgress,
+                biomero_rs.WorkflowAnalytics):
+        cls(db.url).pull_and_process(leader_name="WorkflowTracker", start=first)
+    by_classes = view_rows(db)
+    biomero_rs.rebuild_views(db.url, since=cutoff)
+    assert view_rows(db) == by_classes

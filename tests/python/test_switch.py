@@ -385,3 +385,60 @@ def test_verify_is_read_only_on_a_python_database(db):
     if db.backend == "sqlite":
         assert journal_mode(db) == mode
     assert db.rows("SELECT COUNT(*) FROM jobaccounting_tracking WHERE application_name = 'biomero_rs'") == [(0,)]
+
+
+# -------------------------------------------------------------- timestamps
+
+
+@pytest.mark.skipif("postgres" not in __import__("conftest").BACKENDS, reason="Postgres not under test")
+def test_timestamps_on_a_postgres_not_in_utc(tmp_path):
+    """A database whose TimeZone is Europe/Amsterdam (a per-database
+    setting; the shared server is not touched): biomero_rs's time columns
+    hold what Python 2.8.3 writes for the same events (Amsterdam wall
+    time), in live commands, corrections and rebuilds; the view models
+    return the stored wall time."""
+    import datetime
+    import uuid
+    from zoneinfo import ZoneInfo
+
+    from conftest import Database, _pg_admin
+
+    db = Database("postgres", tmp_path)
+    try:
+        _pg_admin(f"ALTER DATABASE \"{db.name}\" SET TimeZone = 'Europe/Amsterdam'")
+        steps = STEPS[:4] + [step("complete_task", reftool.Ref("t1"), "ok")]
+        out = reference(db, steps)
+        times = "SELECT task_id::text, start_time, end_time FROM biomero_task_execution ORDER BY 1"
+        wf_times = "SELECT workflow_id::text, start_time FROM biomero_workflow_progress_view"
+        python_tasks, python_wf = db.rows(times), db.rows(wf_times)
+        # What Python wrote is Amsterdam time (not UTC) for these events.
+        created = {}
+        for n in out["notifications"]:
+            ts = json.loads(n["state"])["timestamp"]["_data_"]
+            created.setdefault(n["originator_id"], datetime.datetime.fromisoformat(ts))
+        ams = ZoneInfo("Europe/Amsterdam")
+        wf_hex = out["ids"]["wf"]
+        expected_wf = created[wf_hex].astimezone(ams).replace(tzinfo=None)
+        assert python_wf == [(str(uuid.UUID(wf_hex)), expected_wf)]
+        assert expected_wf != created[wf_hex].replace(tzinfo=None)
+        # Corrected on adoption: times unchanged.
+        tracker = biomero_rs.WorkflowTracker(db.url)
+        assert db.rows(times) == python_tasks and db.rows(wf_times) == python_wf
+        # A full rebuild writes the same times.
+        biomero_rs.rebuild_views(db.url)
+        assert db.rows(times) == python_tasks and db.rows(wf_times) == python_wf
+        # Live commands too: a new task's start_time is its TaskCreated time
+        # in Amsterdam, its end_time its TaskCompleted time.
+        t3 = tracker.add_task_to_workflow(uuid.UUID(wf_hex), "stardist", "1", {}, {})
+        tracker.complete_task(t3, "ok")
+        ev = tracker.repository.get(t3)
+        row = db.rows("SELECT start_time, end_time FROM biomero_task_execution WHERE task_id = %s",
+                      (str(t3),))[0]
+        assert row[0] == ev.created_on.astimezone(ams).replace(tzinfo=None)
+        assert row[1] == ev.modified_on.astimezone(ams).replace(tzinfo=None)
+        # The view model returns the stored wall time, as SQLAlchemy's does.
+        view = biomero_rs.WorkflowProgress(db.url).get_workflow(uuid.UUID(wf_hex))
+        assert view.start_time == expected_wf
+        assert biomero_rs.verify(db.url) == []
+    finally:
+        db.drop()
