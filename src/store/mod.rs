@@ -591,24 +591,34 @@ pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
 
 /// Forgets this process's shared store of `url` and closes its idle
 /// connections (objects still using it connect again on their next call).
-/// The memory database is kept for the life of the process.
-pub fn close(url: &str) {
-    if matches!(
-        DbUrl::parse(url),
-        Ok(DbUrl::Sqlite {
-            location: url::SqliteLocation::Memory,
-            ..
-        })
-    ) {
-        return; // the process's one memory database stays
+/// For an in-memory SQLite URL the next open is a new, empty database, as a
+/// new SQLAlchemy engine on `sqlite:///:memory:` is (objects still using
+/// the old one keep it). Returns the stores it forgot.
+pub fn close(url: &str) -> Vec<Arc<dyn EventStore>> {
+    let is_memory = |u: &str| {
+        matches!(
+            DbUrl::parse(u),
+            Ok(DbUrl::Sqlite {
+                location: url::SqliteLocation::Memory,
+                ..
+            })
+        )
+    };
+    let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+    let forgotten: Vec<Arc<dyn EventStore>> = if is_memory(url) {
+        let keys: Vec<String> = reg.keys().filter(|k| is_memory(k)).cloned().collect();
+        keys.iter()
+            .filter_map(|k| reg.remove(k))
+            .map(|(s, _)| s)
+            .collect()
+    } else {
+        reg.remove(url.trim()).into_iter().map(|(s, _)| s).collect()
+    };
+    drop(reg);
+    for s in &forgotten {
+        s.close(); // a no-op for a memory database
     }
-    let store = registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(url.trim());
-    if let Some((s, _)) = store {
-        s.close();
-    }
+    forgotten
 }
 
 /// Gives back one user's use of the shared store of `url` (one call per
