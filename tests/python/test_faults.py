@@ -171,8 +171,11 @@ def test_ids_differ_between_parent_and_child():
 
 
 def biomero_rs_new_ids():
-    with WorkflowTracker("sqlite:///:memory:", views=[]) as t:
-        return " ".join(str(t.initiate_workflow("x", None, 1, 1)) for _ in range(20))
+    try:
+        with WorkflowTracker("sqlite:///:memory:", views=[]) as t:
+            return " ".join(str(t.initiate_workflow("x", None, 1, 1)) for _ in range(20))
+    finally:
+        biomero_rs._core.close_store("sqlite:///:memory:")  # the next user gets an empty one
 
 
 # ------------------------------------------------------------ close / with
