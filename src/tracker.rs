@@ -380,15 +380,12 @@ impl Tracker {
         self.update("fail_task", id, Payload::TaskFailed { error_message })
     }
 
-    pub fn add_job_id(&self, id: Uuid, job_id: String) -> Result<()> {
-        log::debug!("[WFT] Adding job_id to task: task_id={id}, slurm_job_id={job_id}");
-        self.update(
-            "add_job_id",
-            id,
-            Payload::JobIdAdded {
-                job_id: Value::Str(job_id),
-            },
-        )
+    pub fn add_job_id(&self, id: Uuid, job_id: Value) -> Result<()> {
+        log::debug!(
+            "[WFT] Adding job_id to task: task_id={id}, slurm_job_id={}",
+            show(&job_id)
+        );
+        self.update("add_job_id", id, Payload::JobIdAdded { job_id })
     }
 
     /// `result` is the `{"command","env","stdout","stderr"}` dict.

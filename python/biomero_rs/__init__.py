@@ -29,6 +29,8 @@ from biomero_rs._core import (
     status,
     verify,
 )
+from biomero_rs import logsync as _logsync  # levels follow logging's configuration
+from biomero_rs.activation import activate, deactivate, is_active
 from biomero_rs.compat import (
     EngineManager,
     NoOpWorkflowTracker,
@@ -69,7 +71,10 @@ __all__ = [
     "WorkflowRun",
     "WorkflowTracker",
     "__version__",
+    "activate",
     "catch_up",
+    "deactivate",
+    "is_active",
     "rebuild_views",
     "reset_logging_cache",
     "run_migrations",

@@ -183,11 +183,15 @@ def cmd_catch_up(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     s = biomero_rs.status(_url(args))
+    # Whether biomero, imported in a process with this environment, uses
+    # biomero_rs (BIOMERO_RS_ACTIVATE=1 and the installed start-up hook).
+    s["activation"] = "on" if biomero_rs.is_active() else "off"
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
     if args.quiet:
         return 0
+    print(f"activation: {s['activation']}")
     print(f"backend:  {s['backend']}")
     print(f"database: {s['url']}")
     print(f"events:   {s['events']:,} (last notification id {s['max_notification_id']:,})")

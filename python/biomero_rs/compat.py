@@ -20,12 +20,16 @@ from biomero_rs import _core
 logger = logging.getLogger("biomero_rs.compat")
 
 
+# The reference's logger for the tracker's records.
+_tracker_logger = logging.getLogger("biomero.eventsourcing")
+
+
 class NoOpWorkflowTracker:
     """Every method is accepted and does nothing (tracking disabled)."""
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         def no_op_function(*args: Any, **kwargs: Any) -> None:
-            logger.debug(f"[No-op] Called function: {name} with args: {args}, kwargs: {kwargs}")
+            _tracker_logger.debug(f"[No-op] Called function: {name} with args: {args}, kwargs: {kwargs}")
             return None
 
         return no_op_function
@@ -102,7 +106,7 @@ class Result:
 
     def __init__(self, columns: Sequence[str], rows: Sequence[Tuple[Any, ...]], rowcount: int):
         self._columns = tuple(columns)
-        row_cls = type("Row", (Row,), {"_fields": self._columns})
+        row_cls = type("Row", (Row,), {"__slots__": (), "_fields": self._columns})
         self._rows: List[Row] = [row_cls(r) for r in rows]
         self.rowcount = rowcount if not self._columns else -1
         self.returns_rows = bool(self._columns)

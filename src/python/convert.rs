@@ -111,17 +111,18 @@ pub fn opt_int_arg(arg: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option
     }
 }
 
-/// A Slurm job id: a str, or an int stored as its decimal text.
-pub fn job_id_arg(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+/// A Slurm job id: a non-empty str, or an int stored as an int (as the
+/// reference stores what it is given).
+pub fn job_id_arg(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyBool>() {
-        return Ok(obj.str()?.to_string());
+        return to_value(obj, arg); // any size, as JSON holds it
     }
     if obj.is_instance_of::<PyString>() {
         let s = str_arg(arg, obj)?;
         if s.is_empty() {
             return Err(PyValueError::new_err(format!("{arg}: empty job id")));
         }
-        return Ok(s);
+        return Ok(Value::Str(s));
     }
     Err(PyTypeError::new_err(format!(
         "{arg}: expected str or int, got {}",

@@ -270,7 +270,10 @@ pub fn execute_sql(py: Python<'_>, url: &str, sql: &str) -> PyResult<()> {
 ///     url: The database URL.
 #[pyfunction]
 pub fn close_store(url: &str) {
-    store::close(url);
+    for closed in store::close(url) {
+        // The next store on this URL may be a new database (memory).
+        crate::migrations::forget(closed.as_ref());
+    }
 }
 
 /// A bound value of an ad-hoc statement.

@@ -12,8 +12,58 @@ use std::sync::OnceLock;
 
 static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
 
+/// The Python logger of a Rust log target: the tracker's records go to
+/// `biomero.eventsourcing` and the projectors' to `biomero.views`, the
+/// loggers the reference uses for the same records (so a logging
+/// configuration, or `caplog`, written for BIOMERO captures them); every
+/// other target keeps its module path (`biomero_rs.store.postgres`, ...).
+pub fn python_logger_name(target: &str) -> &str {
+    let under = |prefix: &str| {
+        target == prefix
+            || target
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with("::"))
+    };
+    if under("biomero_rs::tracker") {
+        "biomero.eventsourcing"
+    } else if under("biomero_rs::projections") {
+        "biomero.views"
+    } else {
+        target
+    }
+}
+
+/// pyo3-log's logger, with the targets renamed by [`python_logger_name`].
+struct ReferenceNames(pyo3_log::Logger);
+
+impl log::Log for ReferenceNames {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        let renamed = log::Metadata::builder()
+            .level(metadata.level())
+            .target(python_logger_name(metadata.target()))
+            .build();
+        self.0.enabled(&renamed)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        self.0.log(
+            &log::Record::builder()
+                .args(*record.args())
+                .level(record.level())
+                .target(python_logger_name(record.target()))
+                .file(record.file())
+                .line(record.line())
+                .module_path(record.module_path())
+                .build(),
+        )
+    }
+
+    fn flush(&self) {}
+}
+
 /// Forget the cached Python logger levels, so that a change of ``logging``
 /// configuration made after import takes effect for biomero_rs's messages.
+/// (biomero_rs calls it itself whenever ``logging`` changes a level.)
 #[pyfunction]
 fn reset_logging_cache() {
     if let Some(h) = LOG_RESET.get() {
@@ -54,12 +104,12 @@ fn reencode_state<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     if LOG_RESET.get().is_none() {
-        let handle = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?
-            .filter(log::LevelFilter::Trace)
-            .install()
-            .ok();
-        if let Some(h) = handle {
-            let _ = LOG_RESET.set(h);
+        let logger = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?
+            .filter(log::LevelFilter::Trace);
+        let handle = logger.reset_handle();
+        if log::set_boxed_logger(Box::new(ReferenceNames(logger))).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+            let _ = LOG_RESET.set(handle);
         }
     }
     sqlite_guard::install();

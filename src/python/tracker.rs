@@ -133,7 +133,8 @@ impl WorkflowTracker {
         group: &Bound<'_, PyAny>,
     ) -> PyResult<PyObject> {
         let name = str_arg("name", name)?;
-        let description = opt_str_arg("description", description)?;
+        // Only in the event (no view column): any JSON-storable value, as the reference.
+        let description = to_value(description, "description")?;
         let user = int_arg("user", user)?;
         let group = int_arg("group", group)?;
         let t = &self.inner;
@@ -234,7 +235,8 @@ impl WorkflowTracker {
         error_message: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let id = uuid_arg("workflow_id", workflow_id)?;
-        let msg = opt_str_arg("error_message", error_message)?;
+        // Only in the event (no view column): any JSON-storable value.
+        let msg = to_value(error_message, "error_message")?;
         py.allow_threads(|| self.inner.fail_workflow(id, msg)).py()
     }
 
@@ -271,7 +273,8 @@ impl WorkflowTracker {
         message: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let id = uuid_arg("task_id", task_id)?;
-        let msg = opt_str_arg("message", message)?;
+        // Only in the event (no view column): any JSON-storable value.
+        let msg = to_value(message, "message")?;
         py.allow_threads(|| self.inner.complete_task(id, msg)).py()
     }
 
@@ -921,3 +924,5 @@ impl Task {
         aggregate_repr(slf.as_any(), TASK_FIELDS)
     }
 }
+
+crate::python::views::copy_is_self!(WorkflowTracker);

@@ -433,7 +433,9 @@ impl WorkflowAnalytics {
     ///
     /// Returns:
     ///     ``{(task_name, task_version): seconds}``, the mean of ``end_time -
-    ///     start_time`` (with microseconds) over the rows with an ``end_time``.
+    ///     start_time`` (with microseconds) over the rows with an ``end_time``:
+    ///     a ``float`` on SQLite and a ``decimal.Decimal`` on Postgres, as the
+    ///     reference's query returns it on each.
     ///
     /// Raises:
     ///     TypeError, ValueError: An argument has the wrong type or value.
@@ -449,9 +451,16 @@ impl WorkflowAnalytics {
         let m = read(py, &self.base.store, |tx| {
             queries::get_average_task_duration(tx, user, group)
         })?;
+        // As the reference: SQLite's AVG gives a float, Postgres's a numeric.
+        let as_decimal = self.base.store.backend() == crate::store::Backend::Postgres;
         let d = PyDict::new(py);
         for (k, v) in m {
-            d.set_item(key_tuple(py, k)?, v)?;
+            if as_decimal {
+                let text = crate::domain::Value::Decimal(v.to_string());
+                d.set_item(key_tuple(py, k)?, value_to_py(py, &text)?)?;
+            } else {
+                d.set_item(key_tuple(py, k)?, v)?;
+            }
         }
         Ok(d)
     }
@@ -494,7 +503,9 @@ impl WorkflowAnalytics {
     ///     group: Only this OMERO group's, or None for all.
     ///
     /// Returns:
-    ///     ``{datetime.date: count}`` by ``start_time`` date (UTC).
+    ///     ``{date: count}`` by ``start_time`` date (UTC): the date as
+    ///     ``'YYYY-MM-DD'`` text on SQLite and a ``datetime.date`` on
+    ///     Postgres, as the reference's query returns it on each.
     ///
     /// Raises:
     ///     TypeError, ValueError: An argument has the wrong type or value.
@@ -512,9 +523,15 @@ impl WorkflowAnalytics {
         let m = read(py, &self.base.store, |tx| {
             queries::get_task_usage_over_time(tx, &name, user, group)
         })?;
+        // As the reference: SQLite's date() gives text, Postgres's a date.
+        let as_text = self.base.store.backend() == crate::store::Backend::Sqlite;
         let d = PyDict::new(py);
         for (k, v) in m {
-            d.set_item(date_to_py(py, &k)?, v)?;
+            if as_text {
+                d.set_item(k.format("%Y-%m-%d").to_string(), v)?;
+            } else {
+                d.set_item(date_to_py(py, &k)?, v)?;
+            }
         }
         Ok(d)
     }
@@ -809,3 +826,31 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TaskExecution>()?;
     Ok(())
 }
+
+/// `copy.copy` and `copy.deepcopy` (fabric's `Connection` copies the values
+/// assigned to its attributes): the object is immutable and holds only its
+/// store, so a copy is the object itself, on the same store.
+macro_rules! copy_is_self {
+    ($($cls:ident),+) => {$(
+        #[pymethods]
+        impl $cls {
+            /// The object itself (immutable; it shares its store).
+            fn __copy__(slf: Py<Self>) -> Py<Self> {
+                slf
+            }
+
+            /// The object itself (immutable; it shares its store).
+            fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
+                slf
+            }
+        }
+    )+};
+}
+pub(crate) use copy_is_self;
+
+copy_is_self!(
+    JobAccounting,
+    JobProgress,
+    WorkflowProgress,
+    WorkflowAnalytics
+);

@@ -550,21 +550,26 @@ pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
 }
 
 /// Forgets the shared store of `url` (its pool closes when the last user
-/// drops it). The memory database is kept for the life of the process.
-pub fn close(url: &str) {
-    if matches!(
-        DbUrl::parse(url),
-        Ok(DbUrl::Sqlite {
-            location: url::SqliteLocation::Memory,
-            ..
-        })
-    ) {
-        return; // the process's one memory database stays
+/// drops it). For an in-memory SQLite URL the next open is a new, empty
+/// database, as a new SQLAlchemy engine on `sqlite:///:memory:` is.
+/// Returns the stores it forgot.
+pub fn close(url: &str) -> Vec<Arc<dyn EventStore>> {
+    let is_memory = |u: &str| {
+        matches!(
+            DbUrl::parse(u),
+            Ok(DbUrl::Sqlite {
+                location: url::SqliteLocation::Memory,
+                ..
+            })
+        )
+    };
+    let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
+    if is_memory(url) {
+        let keys: Vec<String> = reg.keys().filter(|k| is_memory(k)).cloned().collect();
+        keys.iter().filter_map(|k| reg.remove(k)).collect()
+    } else {
+        reg.remove(url.trim()).into_iter().collect()
     }
-    registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(url.trim());
 }
 
 #[cfg(test)]

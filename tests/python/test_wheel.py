@@ -184,3 +184,19 @@ def test_plain_maturin_build_does_not_bundle_sqlite(tmp_path):
     assert [n for n in names if "sqlite" in n.lower() or ".libs/" in n] == [], names
     zipfile.ZipFile(built).extract("biomero_rs/_core.abi3.so", tmp_path)
     assert "libsqlite3.so.0" in needed(tmp_path / "biomero_rs" / "_core.abi3.so")
+
+
+def test_wheel_installs_the_activation_start_up_hook(wheel, venv):
+    """The wheel puts biomero_rs_activate.pth and _biomero_rs_hook.py at the
+    top of site-packages: BIOMERO_RS_ACTIVATE=1 loads the hook (and nothing
+    else) at start-up; unset, nothing is loaded."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert zf.read("biomero_rs_activate.pth") == (ROOT / "python" / "biomero_rs_activate.pth").read_bytes()
+    assert "_biomero_rs_hook.py" in names
+    code = "import sys; print('_biomero_rs_hook' in sys.modules, 'biomero_rs' in sys.modules)"
+    base = {k: v for k, v in os.environ.items() if k != "BIOMERO_RS_ACTIVATE"}
+    for env, expected in [(dict(base, BIOMERO_RS_ACTIVATE="1"), "True False"), (base, "False False")]:
+        out = subprocess.run([str(venv / "bin" / "python"), "-c", code], env=env, capture_output=True, text=True,
+                             cwd="/", check=True)
+        assert out.stdout.strip() == expected, out.stderr
