@@ -13,6 +13,7 @@ echo "== cargo test"
 cargo test --quiet
 echo "== mypy --strict, stubtest"
 "$ROOT/.venv/bin/python" -m mypy --strict --cache-dir "$ROOT/target/mypy_cache" -p biomero_rs
+"$ROOT/.venv/bin/python" -m mypy --strict --cache-dir "$ROOT/target/mypy_cache" "$ROOT/python/_biomero_rs_hook.py"
 "$ROOT/.venv/bin/python" -m mypy.stubtest biomero_rs \
   --allowlist "$ROOT/python/stubtest-allowlist.txt"
 echo "== pytest"

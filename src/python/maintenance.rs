@@ -430,13 +430,24 @@ fn cell_to_py<'py>(py: Python<'py>, c: &crate::rebuild::Cell) -> PyResult<Bound<
     }
 }
 
-/// Compares the four view tables with what the event log gives (a rebuild
-/// into temporary tables of a transaction that is rolled back), row by row.
-/// Returns the differences, each a dict with `table`, `key` (the row's
-/// primary key), `column` (None for a missing or extra row), `live` and
-/// `expected` (the column's values, or the whole row as a dict and None);
-/// empty when the views are right. Read-only: nothing is created, adopted,
-/// migrated or stamped, and an SQLite file's journal mode stays.
+/// Compare the four view tables, row by row, with what the event log gives
+/// (a rebuild into temporary tables of a transaction that is rolled back).
+///
+/// Read-only: nothing is created, adopted, migrated or stamped, and an
+/// SQLite file's journal mode stays.
+///
+/// Args:
+///     url: The database URL; None reads ``SQLALCHEMY_URL``.
+///
+/// Returns:
+///     The differences (empty when the views are right), each a dict with
+///     ``table``, ``key`` (the row's primary key), ``column`` (None for a
+///     missing or extra row), ``live`` and ``expected`` (the column's
+///     values, or the whole row as a dict and None).
+///
+/// Raises:
+///     ValueError: The URL is not valid.
+///     DatabaseError: The database failed.
 #[pyfunction]
 #[pyo3(signature = (url=None))]
 pub fn verify<'py>(

@@ -16,10 +16,8 @@ MIN_LENGTH = 15  # shorter is a label, not an explanation
 
 def _public_members(cls):
     for name, obj in vars(cls).items():
-        if name.startswith("_") and name != "__init__":
-            continue
-        if name == "__init__" and not inspect.isfunction(obj):
-            continue
+        if name.startswith("_"):
+            continue  # constructor arguments are the class docstring's to explain
         if isinstance(obj, str) or (not callable(obj) and not inspect.isdatadescriptor(obj)
                                     and not isinstance(obj, (classmethod, staticmethod))):
             continue  # constants (VIEW_NAME, __tablename__, status strings) document themselves by value
