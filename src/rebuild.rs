@@ -576,3 +576,35 @@ pub fn reference_sql_for(backend: Backend, sql: &str) -> std::borrow::Cow<'_, st
         std::borrow::Cow::Borrowed(sql)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_start_id_query_reads_the_same_timestamp_on_sqlite() {
+        let sql = "SELECT MIN(id) FROM workflowtracker_events WHERE \
+                   (convert_from(state, 'UTF8')::json->>'timestamp')::json->>'_data_' >= :cutoff";
+        assert_eq!(reference_sql_for(Backend::Postgres, sql), sql);
+        let lite = reference_sql_for(Backend::Sqlite, sql);
+        assert!(lite.contains("json_extract(CAST(state AS TEXT), '$.timestamp._data_') >= :cutoff"));
+        assert!(!lite.contains("::"));
+        assert_eq!(reference_sql_for(Backend::Sqlite, "SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn event_times_are_read_from_the_state() {
+        let state = br#"{"timestamp":{"_type_":"datetime_iso","_data_":"2024-06-01T08:00:00.250000+00:00"},"status":"RUNNING"}"#;
+        let n = crate::store::NotificationRef {
+            id: 1,
+            originator_id: uuid::Uuid::from_u128(1),
+            originator_version: 1,
+            topic: "biomero.eventsourcing:Task.StatusUpdated",
+            state,
+        };
+        let t = event_time(&n).unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-06-01T08:00:00.250+00:00");
+        let broken = crate::store::NotificationRef { state: b"{}", ..n };
+        assert_eq!(event_time(&broken), None);
+    }
+}

@@ -239,3 +239,25 @@ fn close(tx: &mut dyn Tx, touched: HashSet<Uuid>) -> Result<Closure> {
     out.events = events;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_ranges() {
+        // biomero_rs projected everything itself.
+        assert!(!needed(&[7, 7], &[7, 7]));
+        // A fresh database: nothing projected by anyone.
+        assert!(!needed(&[0], &[0]));
+        // Another writer advanced the WorkflowTracker row past ours.
+        assert!(needed(&[9, 7], &[7, 7]));
+        assert_eq!(foreign_from(9, 7), 7);
+        // No own row yet (Python's database): everything it projected.
+        assert!(needed(&[5], &[0]));
+        assert_eq!(foreign_from(5, 0), 0);
+        // The WorkflowTracker row was rewound (BIOMERO's reset): all of it.
+        assert!(needed(&[3], &[8]));
+        assert_eq!(foreign_from(3, 8), 0);
+    }
+}
