@@ -99,6 +99,10 @@ for arch in ${ARCHES//,/ }; do
   echo "== building the $arch wheel ($PROFILE profile)"
   rm -rf "$RAW" && mkdir -p "$RAW"
   start=$SECONDS
+  # The wheel is built from the unpacked sdist, whose files carry the sdist's
+  # fixed times: cargo would take an earlier build of biomero_rs as fresh.
+  # Only biomero_rs itself is rebuilt; its dependencies stay cached.
+  cargo clean -q -p biomero_rs --target-dir "$WORK/cargo" --target "$triple" --profile "$PROFILE"
   # --sdist: the sdist first, then the wheel from the sdist's files alone.
   SQLITE3_LIB_DIR="$link" maturin build --sdist --profile "$PROFILE" --target "$triple" --zig \
     --compatibility "$MANYLINUX" --auditwheel skip --target-dir "$WORK/cargo" -o "$RAW" -q
