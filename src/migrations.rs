@@ -74,44 +74,12 @@ pub const VERSION_TABLE: &str = "alembic_version_biomero";
 /// The id of the baseline revision (the reference's).
 pub const BASELINE: &str = "baseline_001";
 
-/// The view tables and the columns the baseline gives them.
-pub const VIEW_TABLES: [(&str, &[&str]); 4] = [
-    (
-        "biomero_job_view",
-        &["slurm_job_id", "user", "group", "task_id"],
-    ),
-    (
-        "biomero_job_progress_view",
-        &["slurm_job_id", "status", "progress"],
-    ),
-    (
-        "biomero_workflow_progress_view",
-        &[
-            "workflow_id",
-            "status",
-            "progress",
-            "user",
-            "group",
-            "name",
-            "task",
-            "main_task_name",
-            "start_time",
-        ],
-    ),
-    (
-        "biomero_task_execution",
-        &[
-            "task_id",
-            "task_name",
-            "task_version",
-            "user_id",
-            "group_id",
-            "status",
-            "start_time",
-            "end_time",
-            "error_type",
-        ],
-    ),
+/// The view tables of the baseline.
+pub const VIEW_TABLES: [&str; 4] = [
+    "biomero_job_view",
+    "biomero_job_progress_view",
+    "biomero_workflow_progress_view",
+    "biomero_task_execution",
 ];
 
 /// `BIOMERO_RUN_MIGRATIONS`: migrate on startup (default on).
@@ -216,7 +184,7 @@ fn read_stamp(tx: &mut dyn Tx) -> Result<Option<String>> {
 /// Reads where the view schema stands.
 pub fn state(tx: &mut dyn Tx) -> Result<State> {
     let mut missing = Vec::new();
-    for (table, _) in VIEW_TABLES {
+    for table in VIEW_TABLES {
         if !table_present(tx, table)? {
             missing.push(table);
         }
@@ -515,7 +483,7 @@ pub fn migrate(tx: &mut dyn Tx, adopt: Adopt) -> Result<Vec<String>> {
     let st = state(tx)?;
     let present: Vec<&'static str> = VIEW_TABLES
         .iter()
-        .map(|(t, _)| *t)
+        .copied()
         .filter(|t| !st.missing.contains(t))
         .collect();
     let mut applied = Vec::new();

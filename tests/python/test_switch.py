@@ -21,6 +21,8 @@ import biomero_rs
 import reftool
 from conftest import run_reference
 from reftool import ResultArg, step
+from test_migrations import _cli as cli  # the same runner of the command
+from test_migrations import execute, tables  # the same SQL helpers
 
 ENV_VARS = ("BIOMERO_RUN_MIGRATIONS", "BIOMERO_ALLOW_AUTO_STAMP")
 VIEW_TABLES = {
@@ -249,28 +251,6 @@ def start_in_subprocess(url, env=None):
                           capture_output=True, text=True, env=full, timeout=120)
 
 
-def tables(db):
-    if db.backend == "sqlite":
-        return {r[0] for r in db.rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return {r[0] for r in db.rows("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-
-
-def execute(db, *sql):
-    if db.backend == "sqlite":
-        conn = sqlite3.connect(db.url[len("sqlite:///"):])
-    else:
-        import psycopg2
-
-        conn = psycopg2.connect(db.url)
-    try:
-        cur = conn.cursor()
-        for s in sql:
-            cur.execute(s)
-        conn.commit()
-    finally:
-        conn.close()
-
-
 def journal_mode(db):
     return db.rows("PRAGMA journal_mode")[0][0]
 
@@ -329,7 +309,6 @@ def test_run_migrations_0_on_a_python_database_only_checks(db):
 # ----------------------------------------------------------------- verify
 
 
-from test_migrations import _cli as cli  # noqa: E402 - the same runner of the command
 
 
 def test_verify_reports_a_row_changed_by_hand(db):
