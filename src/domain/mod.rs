@@ -3,6 +3,7 @@
 
 pub mod aggregates;
 pub mod codec;
+pub mod event_type;
 pub mod events;
 pub mod upcasters;
 pub mod value;

@@ -6,7 +6,7 @@
 //! step that rewrites the previous shape; stored events are then read as the
 //! current shape, and new ones carry `"class_version": N` as Python writes it.
 
-use crate::domain::events::EventType;
+use crate::domain::event_type::EventType;
 use crate::domain::value::Value;
 use crate::error::{Error, Result};
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! Module functions for operators: rebuild, catch-up, migrations, status.
 
 use crate::python::errors::{to_py, IntoPy};
-use crate::python::tracker::{url_arg, views_arg};
+use crate::python::args::{url_arg, views_arg};
 use crate::store;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;

@@ -1,7 +1,9 @@
 //! The Python bindings (`biomero_rs._core`): thin wrappers, no business logic.
 
+mod args;
 mod convert;
 mod errors;
+mod macros;
 mod maintenance;
 mod sqlite_guard;
 mod tracker;

@@ -4,44 +4,15 @@
 
 use crate::domain::aggregates::{Aggregate, TaskState, WorkflowRunState};
 use crate::domain::Value;
-use crate::projections::{parse_views, View};
+use crate::python::args::{url_arg, views_arg};
 use crate::python::convert::*;
 use crate::python::errors::IntoPy;
 use crate::store::Notification as StoredNotification;
 use crate::tracker::Tracker;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBytes, PyList};
 use std::sync::Arc;
-
-/// Reads `views=`: None for all four, else an iterable of names.
-pub fn views_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<View>> {
-    let Some(obj) = obj.filter(|o| !o.is_none()) else {
-        return Ok(View::ALL.to_vec());
-    };
-    if obj.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err(
-            "views: expected a list of view names, got a str",
-        ));
-    }
-    let mut names = Vec::new();
-    for item in obj
-        .try_iter()
-        .map_err(|_| PyTypeError::new_err("views: expected a list of view names"))?
-    {
-        let item = item?;
-        names.push(str_arg("views", &item)?);
-    }
-    parse_views(names.iter().map(String::as_str)).py()
-}
-
-pub fn url_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
-    match obj {
-        None => Ok(None),
-        Some(o) if o.is_none() => Ok(None),
-        Some(o) => str_arg("url", o).map(Some),
-    }
-}
 
 /// Records BIOMERO's workflows and tasks as events, as
 /// ``biomero.eventsourcing.WorkflowTracker`` does, and projects the views in
@@ -948,4 +919,4 @@ impl Task {
     }
 }
 
-crate::python::views::copy_is_self!(WorkflowTracker);
+crate::python::macros::copy_is_self!(WorkflowTracker);

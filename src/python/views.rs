@@ -9,7 +9,7 @@ use crate::projections::queries::{
 use crate::projections::View;
 use crate::python::convert::*;
 use crate::python::errors::IntoPy;
-use crate::python::tracker::url_arg;
+use crate::python::args::url_arg;
 use crate::store::{self, EventStore, Tx};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -885,28 +885,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// `copy.copy` and `copy.deepcopy` (fabric's `Connection` copies the values
-/// assigned to its attributes): the object is immutable and holds only its
-/// store, so a copy is the object itself, on the same store.
-macro_rules! copy_is_self {
-    ($($cls:ident),+) => {$(
-        #[pymethods]
-        impl $cls {
-            /// The object itself (immutable; it shares its store).
-            fn __copy__(slf: Py<Self>) -> Py<Self> {
-                slf
-            }
 
-            /// The object itself (immutable; it shares its store).
-            fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
-                slf
-            }
-        }
-    )+};
-}
-pub(crate) use copy_is_self;
-
-copy_is_self!(
+crate::python::macros::copy_is_self!(
     JobAccounting,
     JobProgress,
     WorkflowProgress,
