@@ -5,17 +5,16 @@
 //! [`tracker`] (the application service), and the Python bindings in
 //! `python` (built with the `python` feature).
 
+pub mod app;
 pub mod domain;
 pub mod error;
-pub mod interrupt;
 pub mod migrations;
 pub mod projections;
-pub mod rebuild;
 pub mod store;
-pub mod tracker;
+pub mod sys;
 
 #[cfg(feature = "python")]
 mod python;
 
 pub use error::{Error, Result};
-pub use tracker::Tracker;
+pub use app::tracker::Tracker;

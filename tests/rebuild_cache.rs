@@ -22,7 +22,8 @@ use biomero_rs::projections::queries::{
 };
 use biomero_rs::projections::{self, View};
 use biomero_rs::store::{self, EventStore, StoredEvent};
-use biomero_rs::{migrations, rebuild};
+use biomero_rs::migrations;
+use biomero_rs::app::rebuild;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

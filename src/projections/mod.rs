@@ -393,7 +393,7 @@ pub fn catch_up_to(
 ) -> Result<u64> {
     let mut read = 0;
     while positions.iter().copied().min().is_some_and(|p| p < upto) {
-        crate::interrupt::check()?;
+        crate::sys::interrupt::check()?;
         let (count, last) = apply_next(tx, cache, views, positions, upto, BATCH)?;
         cache.flush(tx)?;
         read += count as u64;

@@ -130,9 +130,9 @@ pub fn rebuild_views(
         };
         match since {
             Some(cutoff) => {
-                crate::rebuild::rebuild_since(store.as_ref(), &views, Some(&mut cb), cutoff)
+                crate::app::rebuild::rebuild_since(store.as_ref(), &views, Some(&mut cb), cutoff)
             }
-            None => crate::rebuild::rebuild(store.as_ref(), &views, Some(&mut cb)),
+            None => crate::app::rebuild::rebuild(store.as_ref(), &views, Some(&mut cb)),
         }
     });
     match (result, failure) {
@@ -165,7 +165,7 @@ pub fn catch_up(
     let views = views_arg(views)?;
     py.allow_threads(|| {
         let store = open(url)?;
-        crate::rebuild::catch_up(store.as_ref(), &views)
+        crate::app::rebuild::catch_up(store.as_ref(), &views)
     })
     .py()
 }
@@ -240,7 +240,7 @@ pub fn status<'py>(
     let s = py
         .allow_threads(|| {
             let store = open(url)?;
-            crate::rebuild::status(store.as_ref())
+            crate::app::rebuild::status(store.as_ref())
         })
         .py()?;
     let d = PyDict::new(py);
@@ -395,7 +395,7 @@ pub fn execute_statements<'py>(
         crate::migrations::forget(store.as_ref());
         store::write_tx(store.as_ref(), |tx| {
             for (sql, params) in &bound {
-                let sql = crate::rebuild::reference_sql_for(tx.backend(), sql);
+                let sql = crate::app::verify::reference_sql_for(tx.backend(), sql);
                 last = tx.query_any(&sql, params)?;
             }
             if commit {
@@ -433,8 +433,8 @@ fn sql_to_py<'py>(py: Python<'py>, v: &store::Sql) -> PyResult<Bound<'py, PyAny>
     })
 }
 
-fn cell_to_py<'py>(py: Python<'py>, c: &crate::rebuild::Cell) -> PyResult<Bound<'py, PyAny>> {
-    use crate::rebuild::Cell;
+fn cell_to_py<'py>(py: Python<'py>, c: &crate::app::verify::Cell) -> PyResult<Bound<'py, PyAny>> {
+    use crate::app::verify::Cell;
     match c {
         Cell::Absent => Ok(py.None().into_bound(py)),
         Cell::Value(v) => sql_to_py(py, v),
@@ -476,7 +476,7 @@ pub fn verify<'py>(
     let diffs = py
         .allow_threads(|| {
             let url = store::resolve_url(url.as_deref())?;
-            crate::rebuild::verify(&url)
+            crate::app::verify::verify(&url)
         })
         .py()?;
     let mut out = Vec::with_capacity(diffs.len());

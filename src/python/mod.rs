@@ -114,7 +114,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
             let _ = LOG_RESET.set(handle);
         }
     }
-    crate::interrupt::set_hook(errors::check_signals);
+    crate::sys::interrupt::set_hook(errors::check_signals);
     sqlite_guard::install();
     m.add_function(wrap_pyfunction!(reset_logging_cache, m)?)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;

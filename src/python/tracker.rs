@@ -8,7 +8,7 @@ use crate::python::args::{url_arg, views_arg};
 use crate::python::convert::*;
 use crate::python::errors::IntoPy;
 use crate::store::Notification as StoredNotification;
-use crate::tracker::Tracker;
+use crate::app::tracker::Tracker;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};

@@ -122,9 +122,9 @@ impl ViewBase {
         py.allow_threads(|| match start {
             Some(first) if first > 1 => {
                 crate::migrations::ensure_view_tables_in(s)?;
-                crate::rebuild::rebuild_from(s, &view, None, first)
+                crate::app::rebuild::rebuild_from(s, &view, None, first)
             }
-            _ => crate::rebuild::catch_up(s, &view),
+            _ => crate::app::rebuild::catch_up(s, &view),
         })
         .py()
     }

@@ -8,7 +8,6 @@
 pub mod pg_client;
 pub mod pool;
 pub mod postgres;
-pub mod process;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
@@ -537,9 +536,10 @@ pub fn resolve_url(url: Option<&str>) -> Result<String> {
 type Registry = Mutex<HashMap<String, (Arc<dyn EventStore>, usize)>>;
 
 /// The stores this process opened, by URL. A forked child starts with an
-/// empty registry of its own (see [`process`]).
+/// empty registry of its own (see [`crate::sys::process`]).
 fn registry() -> &'static Registry {
-    static STORES: process::ProcessLocal<Registry> = process::ProcessLocal::new();
+    static STORES: crate::sys::process::ProcessLocal<Registry> =
+        crate::sys::process::ProcessLocal::new();
     STORES.get_or_init(Default::default)
 }
 

@@ -82,7 +82,7 @@ fn drive<T, F: Future<Output = T>>(
         if let Ok(v) = rt.block_on(async { tokio::time::timeout(SLICE, fut.as_mut()).await }) {
             return Ok(v);
         }
-        if crate::interrupt::check().is_err() {
+        if crate::sys::interrupt::check().is_err() {
             return Err(PgFail::Interrupted);
         }
         if start.elapsed() >= limit {
@@ -151,7 +151,7 @@ impl PgClient {
             {
                 return r.map_err(PgFail::Pg);
             }
-            if crate::interrupt::check().is_err() {
+            if crate::sys::interrupt::check().is_err() {
                 self.abandon();
                 return Err(PgFail::Interrupted);
             }

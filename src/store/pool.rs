@@ -126,7 +126,7 @@ impl<M: Manager> Pool<M> {
                     .0,
             );
             // Not holding the pool's lock while the hook runs.
-            crate::interrupt::check()?;
+            crate::sys::interrupt::check()?;
             state = inner.state();
         }
     }

@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::store::pg_client::{Bounds, PgClient, PgFail};
 use crate::store::pool::{Manager, Pool, Pooled};
-use crate::store::process::ProcessLocal;
+use crate::sys::process::ProcessLocal;
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::PostgresTarget;
 use crate::store::{

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::store::pool::{Manager, Pool, Pooled};
-use crate::store::process::ProcessLocal;
+use crate::sys::process::ProcessLocal;
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::{SqliteLocation, Synchronous};
 use crate::store::{
@@ -226,7 +226,7 @@ fn busy(attempt: i32) -> bool {
     if waited_ms >= BUSY_TIMEOUT.as_millis() as u64 {
         return false;
     }
-    if attempt % 10 == 9 && crate::interrupt::check().is_err() {
+    if attempt % 10 == 9 && crate::sys::interrupt::check().is_err() {
         BUSY_INTERRUPTED.with(|b| b.set(true));
         return false;
     }
@@ -471,7 +471,7 @@ impl EventStore for SqliteStore {
             if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
                 return Ok(Some(Box::new(file)));
             }
-            crate::interrupt::check()?;
+            crate::sys::interrupt::check()?;
             std::thread::sleep(Duration::from_millis(50));
         }
     }

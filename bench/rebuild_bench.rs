@@ -1,5 +1,5 @@
 //! Rebuild benchmark: throughput and peak memory of
-//! `biomero_rs::rebuild::rebuild` (all four views) on a generated SQLite log.
+//! `biomero_rs::app::rebuild::rebuild` (all four views) on a generated SQLite log.
 //!
 //! ```text
 //! cargo run --release --example rebuild_bench -- [--events N] [--dir DIR] [--sizes a,b,...] [--reuse]
@@ -220,7 +220,7 @@ fn rebuild(path: &Path) -> Res<()> {
         }
         Ok(())
     };
-    let n = biomero_rs::rebuild::rebuild(store.as_ref(), &View::ALL, Some(&mut progress))?;
+    let n = biomero_rs::app::rebuild::rebuild(store.as_ref(), &View::ALL, Some(&mut progress))?;
     let secs = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     println!("RSS_MB {}", trace.join(" "));

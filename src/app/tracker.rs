@@ -7,7 +7,7 @@ use crate::domain::{Aggregate, Event, Payload, Upcasters, Value};
 use crate::error::{Error, Result};
 use crate::projections::cache::Cache;
 use crate::projections::{self, View};
-use crate::store::process::ProcessLocal;
+use crate::sys::process::ProcessLocal;
 use crate::store::{self, Backend, EventStore, Notification, StoredEvent, Tx};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

@@ -43,7 +43,7 @@ fn reset(tx: &mut dyn Tx, views: &[View]) -> Result<()> {
 
 /// Applies the next batch after `positions` and writes its rows; returns the
 /// events read.
-fn step(
+pub(crate) fn step(
     tx: &mut dyn Tx,
     cache: &mut Cache,
     views: &[View],
@@ -225,7 +225,7 @@ fn rebuild_range(
             let mut done = 0;
             report(0, total)?;
             while positions.iter().any(|p| *p < upto) {
-                crate::interrupt::check()?; // rolls the whole rebuild back
+                crate::sys::interrupt::check()?; // rolls the whole rebuild back
                 done += step(tx, &mut cache, views, &mut positions, upto, batch)?;
                 report(done, total)?;
             }
@@ -245,7 +245,7 @@ fn rebuild_range(
             let mut done = 0;
             while positions.iter().any(|p| *p < upto) {
                 // Batches committed so far stay; a catch-up finishes.
-                crate::interrupt::check()?;
+                crate::sys::interrupt::check()?;
                 done += store::write_tx(store, |tx| {
                     let mut p = positions.clone();
                     let n = step(tx, &mut cache, views, &mut p, upto, batch)?;
@@ -318,279 +318,9 @@ pub fn status(store: &dyn EventStore) -> Result<Status> {
     })
 }
 
-// ------------------------------------------------------------------ verify
-
-/// One side of a [`Difference`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    /// The row does not exist on this side.
-    Absent,
-    /// A column's value.
-    Value(Sql),
-    /// A whole row (column, value), for a row that exists on this side only.
-    Row(Vec<(&'static str, Sql)>),
-}
-
-/// A view row that differs from what the event log gives.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Difference {
-    pub table: &'static str,
-    /// The row's primary key.
-    pub key: Sql,
-    /// The column that differs; `None` for a missing or extra row.
-    pub column: Option<&'static str>,
-    pub live: Cell,
-    pub expected: Cell,
-}
-
-/// The columns of each view table (quoted where needed) and their kinds;
-/// the first is the primary key.
-const VIEW_COLUMNS: [(View, &[(&str, Kind)]); 4] = [
-    (
-        View::JobAccounting,
-        &[
-            ("slurm_job_id", Kind::Int),
-            ("user", Kind::Int),
-            ("group", Kind::Int),
-            ("task_id", Kind::Uuid),
-        ],
-    ),
-    (
-        View::JobProgress,
-        &[
-            ("slurm_job_id", Kind::Int),
-            ("status", Kind::Text),
-            ("progress", Kind::Text),
-        ],
-    ),
-    (
-        View::WorkflowProgress,
-        &[
-            ("workflow_id", Kind::Uuid),
-            ("status", Kind::Text),
-            ("progress", Kind::Text),
-            ("user", Kind::Int),
-            ("group", Kind::Int),
-            ("name", Kind::Text),
-            ("task", Kind::Text),
-            ("main_task_name", Kind::Text),
-            ("start_time", Kind::Time),
-        ],
-    ),
-    (
-        View::WorkflowAnalytics,
-        &[
-            ("task_id", Kind::Uuid),
-            ("task_name", Kind::Text),
-            ("task_version", Kind::Text),
-            ("user_id", Kind::Int),
-            ("group_id", Kind::Int),
-            ("status", Kind::Text),
-            ("start_time", Kind::Time),
-            ("end_time", Kind::Time),
-            ("error_type", Kind::Text),
-        ],
-    ),
-];
-
-/// A sortable form of a key.
-fn key_text(k: &Sql) -> String {
-    match k {
-        Sql::Int(i) => format!("{i:020}"),
-        Sql::Uuid(u) => u.simple().to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// Every row of a view table, by key (none when the table does not exist).
-fn table_rows(
-    tx: &mut dyn Tx,
-    view: View,
-    cols: &[(&str, Kind)],
-    exists: bool,
-) -> Result<BTreeMap<String, Vec<Sql>>> {
-    if !exists {
-        return Ok(BTreeMap::new());
-    }
-    let list: Vec<String> = cols.iter().map(|(c, _)| format!("\"{c}\"")).collect();
-    let kinds: Vec<Kind> = cols.iter().map(|(_, k)| *k).collect();
-    let rows = tx.query(
-        &format!("SELECT {} FROM {}", list.join(", "), view.view_table()),
-        &[],
-        &kinds,
-    )?;
-    Ok(rows.into_iter().map(|r| (key_text(&r[0]), r)).collect())
-}
-
-fn whole_row(cols: &[(&'static str, Kind)], row: &[Sql]) -> Cell {
-    Cell::Row(
-        cols.iter()
-            .map(|(c, _)| *c)
-            .zip(row.iter().cloned())
-            .collect(),
-    )
-}
-
-/// The differences between the live view tables and what a rebuild over the
-/// whole log gives, computed in `tx` and left for the caller to roll back:
-/// temporary tables of the same names (which shadow the real ones on both
-/// backends) receive the rebuild, the real ones are only read.
-fn verify_in(tx: &mut dyn Tx) -> Result<Vec<Difference>> {
-    let backend = tx.backend();
-    let mut live = Vec::new();
-    for (view, cols) in VIEW_COLUMNS {
-        let exists = tx.table_exists(view.view_table())?;
-        live.push(table_rows(tx, view, cols, exists)?);
-    }
-    let temp = |ddl: &str| ddl.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE");
-    tx.execute_batch(&temp(crate::migrations::REVISIONS[0].sql(backend)))?;
-    for v in View::ALL {
-        tx.execute_batch(&temp(&store::schema::tracking_ddl(
-            backend,
-            v.tracking_table(),
-        )))?;
-    }
-    let has_log = tx.table_exists(store::schema::EVENTS_TABLE)?;
-    if has_log {
-        let upto = tx.max_notification_id()?;
-        let mut cache = Cache::for_rebuild();
-        let mut positions = vec![0; View::ALL.len()];
-        while positions.iter().any(|p| *p < upto) {
-            step(
-                tx,
-                &mut cache,
-                &View::ALL,
-                &mut positions,
-                upto,
-                REBUILD_BATCH,
-            )?;
-        }
-    }
-    let mut out = Vec::new();
-    for ((view, cols), live) in VIEW_COLUMNS.into_iter().zip(live) {
-        let expected = table_rows(tx, view, cols, true)?;
-        let table = view.view_table();
-        let keys: std::collections::BTreeSet<&String> =
-            live.keys().chain(expected.keys()).collect();
-        for k in keys {
-            match (live.get(k), expected.get(k)) {
-                (Some(l), None) => out.push(Difference {
-                    table,
-                    key: l[0].clone(),
-                    column: None,
-                    live: whole_row(cols, l),
-                    expected: Cell::Absent,
-                }),
-                (None, Some(e)) => out.push(Difference {
-                    table,
-                    key: e[0].clone(),
-                    column: None,
-                    live: Cell::Absent,
-                    expected: whole_row(cols, e),
-                }),
-                (Some(l), Some(e)) => {
-                    for (i, (c, _)) in cols.iter().enumerate().skip(1) {
-                        if l[i] != e[i] {
-                            out.push(Difference {
-                                table,
-                                key: l[0].clone(),
-                                column: Some(c),
-                                live: Cell::Value(l[i].clone()),
-                                expected: Cell::Value(e[i].clone()),
-                            });
-                        }
-                    }
-                }
-                (None, None) => {}
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Compares the four view tables of `url` with what the event log gives
-/// (PROJECTIONS.md over the whole log), row by row. Read-only: the rebuild
-/// goes into temporary tables of a transaction that is rolled back; nothing
-/// is created, adopted, migrated or stamped, and an SQLite file is opened
-/// read-only (its journal mode stays). Returns the differences, empty when
-/// the views are right.
-pub fn verify(url: &str) -> Result<Vec<Difference>> {
-    match store::DbUrl::parse(url)? {
-        store::DbUrl::Sqlite {
-            location: store::url::SqliteLocation::File(path),
-            ..
-        } => store::sqlite::inspect(&path, verify_in)?.ok_or_else(|| {
-            crate::Error::value(format!(
-                "url: the SQLite file {} does not exist",
-                path.display()
-            ))
-        }),
-        store::DbUrl::Sqlite { .. } => {
-            let s = store::open(url)?;
-            rolled_back(s.as_ref())
-        }
-        parsed @ store::DbUrl::Postgres(_) => {
-            let store::DbUrl::Postgres(target) = &parsed else {
-                unreachable!()
-            };
-            // A pool of its own: fresh sessions, whose statements are
-            // prepared only after the temporary tables exist.
-            let s = store::postgres::PostgresStore::open(target, parsed.masked())?;
-            rolled_back(&s)
-        }
-    }
-}
-
-/// [`verify_in`] in a write transaction that is always rolled back.
-fn rolled_back(store: &dyn EventStore) -> Result<Vec<Difference>> {
-    let mut out = None;
-    let r = store.write(&mut |tx| {
-        out = Some(verify_in(tx)?);
-        Err(crate::Error::Cancelled("verify rolls back".into()))
-    });
-    match (r, out) {
-        (Err(crate::Error::Cancelled(_)), Some(diffs)) => Ok(diffs),
-        (Err(e), _) => Err(e),
-        (Ok(()), _) => unreachable!("the closure always fails"),
-    }
-}
-
-/// The expression of BIOMERO 2.8.3's `SlurmClient._find_analytics_start_id`
-/// that reads an event's timestamp (Postgres only).
-const REFERENCE_TIMESTAMP_EXPR: &str =
-    "(convert_from(state, 'UTF8')::json->>'timestamp')::json->>'_data_'";
-
-/// SQL that BIOMERO's SlurmClient sends through `EngineManager`, in the
-/// backend's dialect: on SQLite its Postgres-only start-id query (the first
-/// event at or after the analytics rebuild cutoff) reads the same timestamp
-/// text with SQLite's JSON functions, so that the cutoff is honoured on both
-/// backends instead of falling back to a full replay. Anything else is
-/// returned as it is.
-pub fn reference_sql_for(backend: Backend, sql: &str) -> std::borrow::Cow<'_, str> {
-    if backend == Backend::Sqlite && sql.contains(REFERENCE_TIMESTAMP_EXPR) {
-        std::borrow::Cow::Owned(sql.replace(
-            REFERENCE_TIMESTAMP_EXPR,
-            "json_extract(CAST(state AS TEXT), '$.timestamp._data_')",
-        ))
-    } else {
-        std::borrow::Cow::Borrowed(sql)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_reference_start_id_query_reads_the_same_timestamp_on_sqlite() {
-        let sql = "SELECT MIN(id) FROM workflowtracker_events WHERE \
-                   (convert_from(state, 'UTF8')::json->>'timestamp')::json->>'_data_' >= :cutoff";
-        assert_eq!(reference_sql_for(Backend::Postgres, sql), sql);
-        let lite = reference_sql_for(Backend::Sqlite, sql);
-        assert!(lite.contains("json_extract(CAST(state AS TEXT), '$.timestamp._data_') >= :cutoff"));
-        assert!(!lite.contains("::"));
-        assert_eq!(reference_sql_for(Backend::Sqlite, "SELECT 1"), "SELECT 1");
-    }
 
     #[test]
     fn event_times_are_read_from_the_state() {

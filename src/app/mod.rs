@@ -1,0 +1,7 @@
+//! The application: the tracker (commands), the operators' work on the
+//! views (rebuild, catch-up, status, verify), and the composition root that
+//! opens a database for all of them.
+
+pub mod rebuild;
+pub mod tracker;
+pub mod verify;
