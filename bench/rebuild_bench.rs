@@ -202,7 +202,7 @@ fn cpu_seconds() -> f64 {
 }
 
 fn rebuild(path: &Path) -> Res<()> {
-    let store = store::open(&url_of(path, false))?;
+    let store = biomero_rs::app::db::open(&url_of(path, false))?;
     let t = Instant::now();
     let cpu0 = cpu_seconds();
     // VmRSS after each tenth of the log, to show that memory does not grow
@@ -429,7 +429,7 @@ impl Gen {
 }
 
 fn generate(path: &Path, n: u64) -> Res<()> {
-    let store = store::open(&url_of(path, true))?;
+    let store = biomero_rs::app::db::open(&url_of(path, true))?;
     let mut g = Gen {
         rng: StdRng::seed_from_u64(20_240_601),
         clock: Utc.with_ymd_and_hms(2024, 6, 1, 8, 0, 0).unwrap(),

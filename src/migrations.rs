@@ -32,6 +32,7 @@
 //! after taking the lock.
 
 use crate::error::{Error, Result};
+use crate::store::catalog::{self, table_present, ColumnShape};
 use crate::store::{self, Backend, EventStore, Kind, Sql, Tx};
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -131,28 +132,6 @@ fn position(backend: Backend, id: &str) -> Result<usize> {
     })
 }
 
-/// Whether a table exists. On Postgres this reads `pg_class` with the
-/// statement's snapshot rather than through `to_regclass`: a name lookup
-/// without a lock uses the catalog cache as of the transaction's start, so a
-/// starter that waited for the migration lock would not see the tables the
-/// winner created meanwhile (and would migrate again).
-fn table_present(tx: &mut dyn Tx, table: &str) -> Result<bool> {
-    match tx.backend() {
-        Backend::Sqlite => tx.table_exists(table),
-        Backend::Postgres => {
-            let rows = tx.query(
-                "SELECT count(*) FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relname = $1 AND c.relkind IN ('r', 'p') \
-                 AND n.nspname = ANY (current_schemas(false))",
-                &[Sql::Text(table.to_owned())],
-                &[Kind::Int],
-            )?;
-            Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0)
-        }
-    }
-}
-
 /// The stamped revision, if any.
 fn read_stamp(tx: &mut dyn Tx) -> Result<Option<String>> {
     if !table_present(tx, VERSION_TABLE)? {
@@ -195,29 +174,9 @@ pub fn state(tx: &mut dyn Tx) -> Result<State> {
     })
 }
 
-/// One column as biomero 2.8.3 (SQLAlchemy `create_all` and
-/// eventsourcing_sqlalchemy) makes it: name, declared type on SQLite, type
-/// on Postgres (`format_type`), NOT NULL, part of the primary key.
+/// One column of the baseline: name, declared type on SQLite, type on
+/// Postgres (`format_type`), NOT NULL, part of the primary key.
 type Col = (&'static str, &'static str, &'static str, bool, bool);
-
-const EVENTS_COLS: &[Col] = &[
-    ("id", "INTEGER", "bigint", true, true),
-    ("originator_id", "BINARY(16)", "uuid", true, false),
-    ("originator_version", "INTEGER", "bigint", true, false),
-    ("topic", "TEXT", "text", true, false),
-    ("state", "BLOB", "bytea", true, false),
-];
-
-const TRACKING_COLS: &[Col] = &[
-    (
-        "application_name",
-        "VARCHAR(32)",
-        "character varying(32)",
-        true,
-        true,
-    ),
-    ("notification_id", "INTEGER", "bigint", false, false),
-];
 
 const VC: &str = "character varying";
 const TS: &str = "timestamp without time zone";
@@ -271,121 +230,6 @@ const VIEW_SHAPES: [(&str, &[Col]); 4] = [
     ),
 ];
 
-/// A column as the catalog describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Found {
-    name: String,
-    ty: String,
-    not_null: bool,
-    pk: bool,
-}
-
-/// The columns of an existing table, in order.
-fn described(tx: &mut dyn Tx, table: &str) -> Result<Vec<Found>> {
-    let sql = match tx.backend() {
-        Backend::Sqlite => {
-            "SELECT name, type, \"notnull\", CASE WHEN pk > 0 THEN 1 ELSE 0 END \
-             FROM pragma_table_info($1) ORDER BY cid"
-        }
-        Backend::Postgres => {
-            // Same snapshot reasoning as in `table_present`.
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
-             CASE WHEN a.attnotnull THEN 1 ELSE 0 END, \
-             CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid \
-               AND i.indisprimary AND a.attnum = ANY (i.indkey)) THEN 1 ELSE 0 END \
-             FROM pg_catalog.pg_attribute a \
-             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 \
-             AND NOT a.attisdropped AND n.nspname = ANY (current_schemas(false)) \
-             ORDER BY a.attnum"
-        }
-    };
-    let rows = tx.query(
-        sql,
-        &[Sql::Text(table.to_owned())],
-        &[Kind::Text, Kind::Text, Kind::Int, Kind::Int],
-    )?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Found {
-            name: r[0].as_str().unwrap_or_default().to_owned(),
-            ty: r[1].as_str().unwrap_or_default().to_owned(),
-            not_null: r[2].as_i64() == Some(1),
-            pk: r[3].as_i64() == Some(1),
-        })
-        .collect())
-}
-
-fn shape(ty: &str, not_null: bool, pk: bool) -> String {
-    let mut s = ty.to_owned();
-    if not_null {
-        s.push_str(" NOT NULL");
-    }
-    if pk {
-        s.push_str(" PRIMARY KEY");
-    }
-    s
-}
-
-/// How an existing table differs from `expected`: one line per column
-/// (`table.column: expected ..., found ...`); empty when it matches.
-fn table_differences(tx: &mut dyn Tx, table: &str, expected: &[Col]) -> Result<Vec<String>> {
-    let backend = tx.backend();
-    let have = described(tx, table)?;
-    let mut out = Vec::new();
-    for (name, lite, pg, not_null, pk) in expected {
-        let ty = match backend {
-            Backend::Sqlite => lite,
-            Backend::Postgres => pg,
-        };
-        let want = shape(ty, *not_null, *pk);
-        match have.iter().find(|f| f.name == *name) {
-            None => out.push(format!(
-                "{table}.{name}: expected {want}, found no such column"
-            )),
-            Some(f) => {
-                let same = f.ty.eq_ignore_ascii_case(ty) && f.not_null == *not_null && f.pk == *pk;
-                if !same {
-                    out.push(format!(
-                        "{table}.{name}: expected {want}, found {}",
-                        shape(&f.ty, f.not_null, f.pk)
-                    ));
-                }
-            }
-        }
-    }
-    for f in &have {
-        if !expected.iter().any(|c| c.0 == f.name) {
-            out.push(format!(
-                "{table}.{}: expected no such column, found {}",
-                f.name,
-                shape(&f.ty, f.not_null, f.pk)
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// The differences between the existing event and tracking tables and
-/// BIOMERO's (empty when they match or do not exist yet).
-pub fn event_table_differences(tx: &mut dyn Tx) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    if table_present(tx, store::schema::EVENTS_TABLE)? {
-        out.extend(table_differences(
-            tx,
-            store::schema::EVENTS_TABLE,
-            EVENTS_COLS,
-        )?);
-    }
-    for t in store::schema::TRACKING_TABLES {
-        if table_present(tx, t)? {
-            out.extend(table_differences(tx, t, TRACKING_COLS)?);
-        }
-    }
-    Ok(out)
-}
-
 /// The differences between the existing view tables and the baseline (only
 /// when they carry no stamp: stamped tables are the migrator's).
 pub fn view_table_differences(tx: &mut dyn Tx) -> Result<Vec<String>> {
@@ -395,7 +239,16 @@ pub fn view_table_differences(tx: &mut dyn Tx) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for (table, cols) in VIEW_SHAPES {
         if table_present(tx, table)? {
-            out.extend(table_differences(tx, table, cols)?);
+            let shapes = cols
+                .iter()
+                .map(|&(name, sqlite, postgres, not_null, key)| ColumnShape {
+                    name,
+                    sqlite,
+                    postgres,
+                    not_null,
+                    key,
+                });
+            out.extend(catalog::differences(tx, table, shapes)?);
         }
     }
     Ok(out)
@@ -406,7 +259,7 @@ pub fn view_table_differences(tx: &mut dyn Tx) -> Result<Vec<String>> {
 /// tables are stamped): the tables that exist must be BIOMERO's, as biomero
 /// 2.8.3 makes them. Read-only. The error names each difference and the fix.
 pub fn preflight(tx: &mut dyn Tx) -> Result<()> {
-    let events = event_table_differences(tx)?;
+    let events = store::schema::differences(tx, &crate::projections::tracking_tables())?;
     if !events.is_empty() {
         return Err(db_error(
             tx.backend(),
@@ -652,7 +505,7 @@ pub fn ensure_view_tables_in(store: &dyn EventStore) -> Result<()> {
         return Ok(());
     }
     // Adopting unstamped tables is safe: the preflight check of
-    // `store::open` has already refused any that differ from the baseline.
+    // `app::db::open` has already refused any that differ from the baseline.
     let adopt = Adopt::Allowed;
     run_with(store, adopt).map(|_| ())
 }
@@ -665,7 +518,7 @@ mod tests {
     fn sqlite() -> (tempfile::TempDir, Arc<dyn EventStore>) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:///{}", dir.path().join("m.db").display());
-        let s = store::open(&url).unwrap();
+        let s = crate::app::db::open(&url).unwrap();
         (dir, s)
     }
 

@@ -80,7 +80,7 @@ impl Db {
     }
 
     fn store(&self) -> Arc<dyn EventStore> {
-        let s = store::open(&self.url).expect("open store");
+        let s = biomero_rs::app::db::open(&self.url).expect("open store");
         migrations::ensure_view_tables_in(s.as_ref()).expect("view tables");
         s
     }

@@ -2,6 +2,7 @@
 //! views (rebuild, catch-up, status, verify), and the composition root that
 //! opens a database for all of them.
 
+pub mod db;
 pub mod rebuild;
 pub mod tracker;
 pub mod verify;

@@ -2,6 +2,7 @@
 //! them and run the projectors in one transaction, and retry on a version
 //! conflict.
 
+use crate::app::db::Lease;
 use crate::domain::aggregates::create_event;
 use crate::domain::{Aggregate, Event, Payload, Upcasters, Value};
 use crate::error::{Error, Result};
@@ -10,7 +11,7 @@ use crate::projections::{self, View};
 use crate::sys::process::ProcessLocal;
 use crate::store::{self, Backend, EventStore, Notification, StoredEvent, Tx};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use uuid::Uuid;
@@ -22,13 +23,12 @@ pub const MAX_RETRIES: u32 = 10;
 pub const AGGREGATE_CACHE: usize = 1024;
 
 pub struct Tracker {
-    url: String,
-    store: Arc<dyn EventStore>,
+    /// The tracker's use of its store (released by [`Tracker::close`] or on
+    /// drop; every later call fails).
+    lease: Lease,
     backend: Backend,
     views: Vec<View>,
     upcasters: &'static Upcasters,
-    /// Set by [`Tracker::close`]: every later call fails.
-    closed: AtomicBool,
     /// The caches, this process's own: a forked child starts with empty
     /// ones (never with mutexes a thread of its parent held at the fork).
     local: ProcessLocal<Local>,
@@ -53,11 +53,6 @@ struct Local {
     high_water: AtomicI64,
 }
 
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -95,55 +90,46 @@ impl Tracker {
     /// Opens the store of `url` (or `SQLALCHEMY_URL`), creates the view
     /// tables of `views`, and brings those views up to date.
     pub fn open(url: Option<&str>, views: Vec<View>) -> Result<Tracker> {
-        let url = store::resolve_url(url)?;
-        let store = store::open(&url)?;
+        let lease = Lease::open(url, "WorkflowTracker")?;
+        let store = lease.shared().clone();
         let tracker = Tracker {
-            url,
+            lease,
             backend: store.backend(),
-            store,
             views,
             upcasters: Upcasters::standard(),
-            closed: AtomicBool::new(false),
             local: ProcessLocal::new(),
         };
-        if tracker.store.read_only() {
+        if store.read_only() {
             // Nothing can be projected: the views are read as they are.
             log::debug!(
                 "{}: read-only, views not brought up to date",
-                tracker.store.masked_url()
+                store.masked_url()
             );
         } else if !tracker.views.is_empty() {
-            crate::migrations::ensure_view_tables_in(tracker.store.as_ref())?;
+            crate::migrations::ensure_view_tables_in(store.as_ref())?;
             tracker.catch_up()?;
         }
         Ok(tracker)
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
-        &self.store
+        self.lease.shared()
     }
 
     /// Releases this tracker's use of its store: when no other object of
     /// this process uses the store, its connections close. Every later call
     /// fails. Closing twice does nothing.
     pub fn close(&self) {
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            store::release(&self.url, &self.store);
-        }
+        self.lease.close();
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.lease.is_closed()
     }
 
     /// The store, unless the tracker was closed.
     fn open_store(&self) -> Result<&dyn EventStore> {
-        if self.is_closed() {
-            return Err(Error::value(
-                "this WorkflowTracker was closed; make a new one to use the database again",
-            ));
-        }
-        Ok(self.store.as_ref())
+        self.lease.store()
     }
 
     fn local(&self) -> &Local {
@@ -205,7 +191,7 @@ impl Tracker {
                 }
                 let new: Vec<(i64, &Event)> = ids.iter().copied().zip(events.iter()).collect();
                 let first = ids.first().copied().unwrap_or(0);
-                if positions.std.iter().any(|p| *p < first - 1) && self.store.rebuild_running() {
+                if positions.std.iter().any(|p| *p < first - 1) && self.store().rebuild_running() {
                     // A rebuild is replaying the log (SQLite, batch by
                     // batch): its final catch-up applies these events. The
                     // command does not do the rebuild's work.

@@ -216,8 +216,8 @@ pub fn verify(url: &str) -> Result<Vec<Difference>> {
             ))
         }),
         store::DbUrl::Sqlite { .. } => {
-            let s = store::open(url)?;
-            rolled_back(s.as_ref())
+            let lease = crate::app::db::Lease::open(Some(url), "verify")?;
+            rolled_back(lease.store()?)
         }
         parsed @ store::DbUrl::Postgres(_) => {
             let store::DbUrl::Postgres(target) = &parsed else {

@@ -115,6 +115,12 @@ impl View {
     }
 }
 
+/// The tracking tables of every view (the store creates them with the
+/// events table).
+pub fn tracking_tables() -> Vec<&'static str> {
+    View::ALL.iter().map(|v| v.tracking_table()).collect()
+}
+
 /// Parses a `views=` list; duplicates are dropped, order is the canonical one.
 pub fn parse_views<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<View>> {
     let mut views = Vec::new();

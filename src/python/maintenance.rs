@@ -2,30 +2,14 @@
 
 use crate::python::errors::{to_py, IntoPy};
 use crate::python::args::{url_arg, views_arg};
+use crate::app::db::Lease;
 use crate::store;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 /// The shared store of a URL for one call; released after it.
-struct Opened(String, std::sync::Arc<dyn store::EventStore>);
-
-impl std::ops::Deref for Opened {
-    type Target = std::sync::Arc<dyn store::EventStore>;
-    fn deref(&self) -> &Self::Target {
-        &self.1
-    }
-}
-
-impl Drop for Opened {
-    fn drop(&mut self) {
-        store::release(&self.0, &self.1);
-    }
-}
-
-fn open(url: Option<String>) -> crate::Result<Opened> {
-    let url = store::resolve_url(url.as_deref())?;
-    let s = store::open(&url)?;
-    Ok(Opened(url, s))
+fn open(url: Option<String>) -> crate::Result<Lease> {
+    Lease::open(url.as_deref(), "call")
 }
 
 /// The cutoff of `since=`: an aware datetime, a naive one (UTC), a date
@@ -130,9 +114,9 @@ pub fn rebuild_views(
         };
         match since {
             Some(cutoff) => {
-                crate::app::rebuild::rebuild_since(store.as_ref(), &views, Some(&mut cb), cutoff)
+                crate::app::rebuild::rebuild_since(store.store()?, &views, Some(&mut cb), cutoff)
             }
-            None => crate::app::rebuild::rebuild(store.as_ref(), &views, Some(&mut cb)),
+            None => crate::app::rebuild::rebuild(store.store()?, &views, Some(&mut cb)),
         }
     });
     match (result, failure) {
@@ -165,7 +149,7 @@ pub fn catch_up(
     let views = views_arg(views)?;
     py.allow_threads(|| {
         let store = open(url)?;
-        crate::app::rebuild::catch_up(store.as_ref(), &views)
+        crate::app::rebuild::catch_up(store.store()?, &views)
     })
     .py()
 }
@@ -188,7 +172,7 @@ pub fn run_migrations(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyResul
     let url = url_arg(url)?;
     py.allow_threads(|| {
         let store = open(url)?;
-        crate::migrations::run(store.as_ref())
+        crate::migrations::run(store.store()?)
     })
     .py()
 }
@@ -212,7 +196,7 @@ pub fn ensure_view_tables(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyR
     let url = url_arg(url)?;
     py.allow_threads(|| {
         let store = open(url)?;
-        crate::migrations::ensure_view_tables_in(store.as_ref())
+        crate::migrations::ensure_view_tables_in(store.store()?)
     })
     .py()
 }
@@ -240,7 +224,7 @@ pub fn status<'py>(
     let s = py
         .allow_threads(|| {
             let store = open(url)?;
-            crate::app::rebuild::status(store.as_ref())
+            crate::app::rebuild::status(store.store()?)
         })
         .py()?;
     let d = PyDict::new(py);
@@ -274,8 +258,8 @@ pub fn execute_sql(py: Python<'_>, url: &str, sql: &str) -> PyResult<()> {
     py.allow_threads(|| {
         let store = open(Some(url.to_owned()))?;
         // The SQL may drop view tables: check them again on next use.
-        crate::migrations::forget(store.as_ref());
-        store::write_tx(store.as_ref(), |tx| tx.execute_batch(sql))
+        crate::migrations::forget(store.store()?);
+        store::write_tx(store.store()?, |tx| tx.execute_batch(sql))
     })
     .py()
 }
@@ -390,10 +374,10 @@ pub fn execute_statements<'py>(
     }
     let mut last = store::AnyRows::default();
     let outcome = py.allow_threads(|| {
-        let store = store::open(url)?;
+        let store = open(Some(url.to_owned()))?;
         // The SQL may drop view tables: check them again on next use.
-        crate::migrations::forget(store.as_ref());
-        store::write_tx(store.as_ref(), |tx| {
+        crate::migrations::forget(store.store()?);
+        store::write_tx(store.store()?, |tx| {
             for (sql, params) in &bound {
                 let sql = crate::app::verify::reference_sql_for(tx.backend(), sql);
                 last = tx.query_any(&sql, params)?;

@@ -10,64 +10,18 @@ use crate::projections::View;
 use crate::python::convert::*;
 use crate::python::errors::IntoPy;
 use crate::python::args::url_arg;
-use crate::store::{self, EventStore, Tx};
+use crate::app::db::Lease;
+use crate::store::{self, Tx};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use std::sync::Arc;
-
-fn open_view_store(url: Option<String>) -> crate::Result<OpenStore> {
-    let url = store::resolve_url(url.as_deref())?;
-    let s = store::open(&url)?;
-    let open = OpenStore {
-        url,
-        store: s,
-        closed: Default::default(),
-    };
-    crate::migrations::ensure_view_tables_in(open.store.as_ref())?;
-    Ok(open)
-}
-
-/// A view object's use of the shared store of its URL, until `close()`.
-struct OpenStore {
-    url: String,
-    store: Arc<dyn EventStore>,
-    closed: std::sync::atomic::AtomicBool,
-}
-
-impl OpenStore {
-    fn backend(&self) -> crate::store::Backend {
-        self.store.backend()
-    }
-
-    fn get(&self) -> PyResult<&dyn EventStore> {
-        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "this view object was closed; make a new one to read the database again",
-            ));
-        }
-        Ok(self.store.as_ref())
-    }
-
-    fn close(&self) {
-        if !self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            store::release(&self.url, &self.store);
-        }
-    }
-}
-
-impl Drop for OpenStore {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
 
 /// Runs a read query with the GIL released.
 fn read<T: Send>(
     py: Python<'_>,
-    s: &OpenStore,
+    s: &Lease,
     f: impl FnMut(&mut dyn Tx) -> crate::Result<T> + Send,
 ) -> PyResult<T> {
-    let s = s.get()?;
+    let s = s.store().py()?;
     py.allow_threads(|| store::read_tx(s, f)).py()
 }
 
@@ -93,14 +47,16 @@ pub struct Recorder {
 
 /// Shared parts of the four view classes.
 struct ViewBase {
-    store: OpenStore,
+    store: Lease,
     view: View,
 }
 
 impl ViewBase {
     fn new(py: Python<'_>, url: Option<&Bound<'_, PyAny>>, view: View) -> PyResult<ViewBase> {
         let url = url_arg(url)?;
-        let store = py.allow_threads(|| open_view_store(url)).py()?;
+        let store = py
+            .allow_threads(|| Lease::open_with_views(url.as_deref(), "view object"))
+            .py()?;
         Ok(ViewBase { store, view })
     }
 
@@ -118,7 +74,7 @@ impl ViewBase {
     /// from `start` on is applied, with facts from the whole log.
     fn pull_and_process(&self, py: Python<'_>, start: Option<i64>) -> PyResult<u64> {
         let view = [self.view];
-        let s = self.store.get()?;
+        let s = self.store.store().py()?;
         py.allow_threads(|| match start {
             Some(first) if first > 1 => {
                 crate::migrations::ensure_view_tables_in(s)?;
@@ -192,7 +148,7 @@ macro_rules! view_common {
                 format!(
                     "{}(url={:?})",
                     stringify!($cls),
-                    self.base.store.store.masked_url()
+                    self.base.store.shared().masked_url()
                 )
             }
 
@@ -510,7 +466,7 @@ impl WorkflowAnalytics {
             queries::get_average_task_duration(tx, user, group)
         })?;
         // As the reference: SQLite's AVG gives a float, Postgres's a numeric.
-        let as_decimal = self.base.store.backend() == crate::store::Backend::Postgres;
+        let as_decimal = self.base.store.shared().backend() == crate::store::Backend::Postgres;
         let d = PyDict::new(py);
         for (k, v) in m {
             if as_decimal {
@@ -582,7 +538,7 @@ impl WorkflowAnalytics {
             queries::get_task_usage_over_time(tx, &name, user, group)
         })?;
         // As the reference: SQLite's date() gives text, Postgres's a date.
-        let as_text = self.base.store.backend() == crate::store::Backend::Sqlite;
+        let as_text = self.base.store.shared().backend() == crate::store::Backend::Sqlite;
         let d = PyDict::new(py);
         for (k, v) in m {
             if as_text {

@@ -5,6 +5,7 @@
 //! command's events and runs the projectors, so events, view rows and tracking
 //! positions commit together or not at all.
 
+pub mod catalog;
 pub mod pg_client;
 pub mod pool;
 pub mod postgres;
@@ -543,10 +544,23 @@ fn registry() -> &'static Registry {
     STORES.get_or_init(Default::default)
 }
 
+/// What [`open`] runs on a database the first time this process opens it.
+/// The store knows its own tables only; what else a database must hold is
+/// the caller's (the composition root's) business.
+pub struct OpenCheck<'a> {
+    /// A read-only check that runs before anything is created or changed
+    /// (on an SQLite file: before it is switched to WAL); an error stops the
+    /// open with nothing changed.
+    pub check: &'a dyn Fn(&mut dyn Tx) -> Result<()>,
+    /// The tracking tables created with the events table where missing.
+    pub tracking_tables: &'a [&'a str],
+}
+
 /// The store for `url`, shared by every object of this process that uses the
-/// same URL (one pool per URL; one database for `sqlite:///:memory:`). The
-/// event and tracking tables are created on first open (unless read-only).
-pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
+/// same URL (one pool per URL; one database for `sqlite:///:memory:`). On
+/// the first open, `first.check` runs, then the events table and the
+/// tracking tables are created where missing (unless read-only).
+pub fn open(url: &str, first: &OpenCheck<'_>) -> Result<Arc<dyn EventStore>> {
     let parsed = DbUrl::parse(url)?;
     let key = url.trim().to_owned();
     if let Some((store, users)) = registry()
@@ -557,8 +571,6 @@ pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
         *users += 1;
         return Ok(store.clone());
     }
-    // The tables that exist must be BIOMERO's before anything is created or
-    // the SQLite file is switched to WAL (`migrations::preflight`).
     let store: Arc<dyn EventStore> = match &parsed {
         DbUrl::Sqlite {
             location,
@@ -566,7 +578,7 @@ pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
             read_only,
         } => {
             if let url::SqliteLocation::File(path) = location {
-                sqlite::inspect(path, crate::migrations::preflight)?;
+                sqlite::inspect(path, |tx| (first.check)(tx))?;
             }
             Arc::new(sqlite::SqliteStore::open(
                 location,
@@ -576,12 +588,14 @@ pub fn open(url: &str) -> Result<Arc<dyn EventStore>> {
         }
         DbUrl::Postgres(target) => {
             let store = Arc::new(postgres::PostgresStore::open(target, parsed.masked())?);
-            read_tx(store.as_ref(), crate::migrations::preflight)?;
+            read_tx(store.as_ref(), |tx| (first.check)(tx))?;
             store
         }
     };
     if !store.read_only() {
-        write_tx(store.as_ref(), schema::ensure_event_tables)?;
+        write_tx(store.as_ref(), |tx| {
+            schema::ensure_event_tables(tx, first.tracking_tables)
+        })?;
     }
     let mut reg = registry().lock().unwrap_or_else(|e| e.into_inner());
     let entry = reg.entry(key).or_insert((store, 0));

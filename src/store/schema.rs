@@ -1,9 +1,11 @@
-//! Names and DDL of the tables the event store owns: the tracker's events
-//! table and the projectors' tracking tables, exactly as
-//! eventsourcing_sqlalchemy creates them. (The view tables belong to the
-//! migrations, see `migrations/`.)
+//! Names, DDL and shape check of the tables the event store owns: the
+//! tracker's events table and the projectors' tracking tables, exactly as
+//! eventsourcing_sqlalchemy creates them (docs/storage.md). The store does
+//! not know which projectors there are: their tracking tables' names are
+//! given by the caller. (The view tables belong to the migrations.)
 
 use crate::error::Result;
+use crate::store::catalog::{self, ColumnShape};
 use crate::store::{Backend, Tx};
 
 /// The application whose events the projectors follow.
@@ -12,12 +14,41 @@ pub const APPLICATION_NAME: &str = "WorkflowTracker";
 /// `<application name lower-cased>_events`.
 pub const EVENTS_TABLE: &str = "workflowtracker_events";
 
-/// The tracking tables of the four projectors.
-pub const TRACKING_TABLES: [&str; 4] = [
-    "jobaccounting_tracking",
-    "jobprogress_tracking",
-    "workflowprogress_tracking",
-    "workflowanalytics_tracking",
+const fn col(
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+    not_null: bool,
+    key: bool,
+) -> ColumnShape {
+    ColumnShape {
+        name,
+        sqlite,
+        postgres,
+        not_null,
+        key,
+    }
+}
+
+/// The events table's columns, as eventsourcing_sqlalchemy makes them.
+pub const EVENTS_COLUMNS: [ColumnShape; 5] = [
+    col("id", "INTEGER", "bigint", true, true),
+    col("originator_id", "BINARY(16)", "uuid", true, false),
+    col("originator_version", "INTEGER", "bigint", true, false),
+    col("topic", "TEXT", "text", true, false),
+    col("state", "BLOB", "bytea", true, false),
+];
+
+/// A tracking table's columns.
+pub const TRACKING_COLUMNS: [ColumnShape; 2] = [
+    col(
+        "application_name",
+        "VARCHAR(32)",
+        "character varying(32)",
+        true,
+        true,
+    ),
+    col("notification_id", "INTEGER", "bigint", false, false),
 ];
 
 fn events_ddl(backend: Backend) -> String {
@@ -50,8 +81,23 @@ pub fn tracking_ddl(backend: Backend, table: &str) -> String {
     )
 }
 
-/// Creates the events table and the tracking tables where missing.
-pub fn ensure_event_tables(tx: &mut dyn Tx) -> Result<()> {
+/// The differences between the existing events table and `tracking`
+/// tables and BIOMERO's (empty when they match or do not exist yet).
+pub fn differences(tx: &mut dyn Tx, tracking: &[&str]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if catalog::table_present(tx, EVENTS_TABLE)? {
+        out.extend(catalog::differences(tx, EVENTS_TABLE, EVENTS_COLUMNS)?);
+    }
+    for t in tracking {
+        if catalog::table_present(tx, t)? {
+            out.extend(catalog::differences(tx, t, TRACKING_COLUMNS)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the events table and the `tracking` tables where missing.
+pub fn ensure_event_tables(tx: &mut dyn Tx, tracking: &[&str]) -> Result<()> {
     let backend = tx.backend();
     if backend == Backend::Postgres {
         // Several processes may start at once; create the tables once.
@@ -63,7 +109,7 @@ pub fn ensure_event_tables(tx: &mut dyn Tx) -> Result<()> {
     if !tx.table_exists(EVENTS_TABLE)? {
         tx.execute_batch(&events_ddl(backend))?;
     }
-    for table in TRACKING_TABLES {
+    for table in tracking {
         if !tx.table_exists(table)? {
             tx.execute_batch(&tracking_ddl(backend, table))?;
         }
