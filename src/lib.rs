@@ -16,5 +16,5 @@ pub mod sys;
 #[cfg(feature = "python")]
 mod python;
 
-pub use error::{Error, Result};
 pub use app::tracker::Tracker;
+pub use error::{Error, Result};

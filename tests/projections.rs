@@ -8,9 +8,10 @@
 //! a function of the event log alone.
 
 use biomero_rs::domain::{Aggregate, Event, Payload, Upcasters, Value};
-use biomero_rs::projections::queries::{
-    self, JobProgressRow, JobViewRow, TaskExecutionRow, WorkflowProgressRow,
-};
+use biomero_rs::projections::views::job_accounting::{self, JobViewRow};
+use biomero_rs::projections::views::job_progress::{self, JobProgressRow};
+use biomero_rs::projections::views::workflow_analytics::{self, TaskExecutionRow};
+use biomero_rs::projections::views::workflow_progress::{self, WorkflowProgressRow};
 use biomero_rs::projections::{self, View};
 use biomero_rs::store::{self, StoredEvent, Tx};
 use biomero_rs::Tracker;
@@ -143,7 +144,7 @@ fn task(t: &Tracker, wf: Uuid, name: &str) -> Uuid {
 }
 
 fn wf_row(t: &Tracker, wf: Uuid) -> WorkflowProgressRow {
-    read(t, |tx| queries::get_workflow(tx, wf)).expect("workflow row")
+    read(t, |tx| workflow_progress::get_workflow(tx, wf)).expect("workflow row")
 }
 
 fn wf_state(t: &Tracker, wf: Uuid) -> (Option<String>, Option<String>) {
@@ -156,7 +157,7 @@ fn st(status: &str, progress: &str) -> (Option<String>, Option<String>) {
 }
 
 fn task_row(t: &Tracker, task: Uuid) -> TaskExecutionRow {
-    read(t, |tx| queries::get_task_execution(tx, task)).expect("task row")
+    read(t, |tx| workflow_analytics::get_task_execution(tx, task)).expect("task row")
 }
 
 fn created_on(t: &Tracker, id: Uuid) -> DateTime<Utc> {
@@ -215,10 +216,10 @@ struct Tables {
 fn tables(t: &Tracker) -> Tables {
     read(t, |tx| {
         Ok(Tables {
-            jobs: queries::all_jobs(tx)?,
-            progress: queries::all_job_progress(tx)?,
-            workflows: queries::all_workflows(tx)?,
-            tasks: queries::all_task_executions(tx)?,
+            jobs: job_accounting::all_jobs(tx)?,
+            progress: job_progress::all_job_progress(tx)?,
+            workflows: workflow_progress::all_workflows(tx)?,
+            tasks: workflow_analytics::all_task_executions(tx)?,
         })
     })
 }
@@ -274,37 +275,43 @@ fn job_accounting_rows_and_get_jobs(url: &str) {
     t.add_job_id(t2, "555".into()).unwrap();
 
     assert_eq!(
-        read(&t, |tx| queries::get_jobs(tx, None, None)),
+        read(&t, |tx| job_accounting::get_jobs(tx, None, None)),
         vec![(Some(3), vec![100, 777, 900]), (Some(5), vec![555])],
     );
     assert_eq!(
-        read(&t, |tx| queries::get_jobs(tx, Some(3), None)),
+        read(&t, |tx| job_accounting::get_jobs(tx, Some(3), None)),
         vec![(Some(3), vec![100, 777, 900])]
     );
     assert_eq!(
-        read(&t, |tx| queries::get_jobs(tx, None, Some(7))),
+        read(&t, |tx| job_accounting::get_jobs(tx, None, Some(7))),
         vec![(None, vec![100, 555, 777, 900])]
     );
     assert_eq!(
-        read(&t, |tx| queries::get_jobs(tx, Some(5), Some(7))),
+        read(&t, |tx| job_accounting::get_jobs(tx, Some(5), Some(7))),
         vec![(Some(5), vec![555])]
     );
     assert_eq!(
-        read(&t, |tx| queries::get_jobs(tx, Some(4), None)),
+        read(&t, |tx| job_accounting::get_jobs(tx, Some(4), None)),
         vec![(Some(4), vec![])]
     );
     assert_eq!(
-        read(&t, |tx| queries::get_jobs(tx, Some(1 << 40), None)),
+        read(&t, |tx| job_accounting::get_jobs(tx, Some(1 << 40), None)),
         vec![(Some(1 << 40), vec![])]
     );
-    assert_eq!(read(&t, |tx| queries::get_task_id(tx, 777)), Some(t1));
-    assert_eq!(read(&t, |tx| queries::get_task_id(tx, 12)), None);
-    assert_eq!(read(&t, |tx| queries::get_task_id(tx, 1 << 40)), None);
+    assert_eq!(
+        read(&t, |tx| job_accounting::get_task_id(tx, 777)),
+        Some(t1)
+    );
+    assert_eq!(read(&t, |tx| job_accounting::get_task_id(tx, 12)), None);
+    assert_eq!(
+        read(&t, |tx| job_accounting::get_task_id(tx, 1 << 40)),
+        None
+    );
 
     // A recycled Slurm id overwrites the old row.
     t.add_job_id(t2, "777".into()).unwrap();
     assert_eq!(
-        read(&t, |tx| queries::get_job(tx, 777)),
+        read(&t, |tx| job_accounting::get_job(tx, 777)),
         Some(JobViewRow {
             slurm_job_id: 777,
             user: 5,
@@ -313,7 +320,7 @@ fn job_accounting_rows_and_get_jobs(url: &str) {
         })
     );
     assert_eq!(
-        read(&t, |tx| queries::get_jobs(tx, None, None)),
+        read(&t, |tx| job_accounting::get_jobs(tx, None, None)),
         vec![(Some(3), vec![100, 900]), (Some(5), vec![555, 777])],
     );
 
@@ -336,7 +343,7 @@ fn job_accounting_rows_and_get_jobs(url: &str) {
         )],
     );
     t.add_job_id(orphan, "4242".into()).unwrap();
-    assert_eq!(read(&t, |tx| queries::get_job(tx, 4242)), None);
+    assert_eq!(read(&t, |tx| job_accounting::get_job(tx, 4242)), None);
     assert_rebuild_matches(&t);
 }
 
@@ -366,11 +373,11 @@ fn job_ids_the_views_cannot_hold(url: &str) {
     t.add_job_id(t1, "2147483647".into()).unwrap();
     t.update_task_status(t1, s("RUNNING")).unwrap();
     assert_eq!(
-        read(&t, |tx| queries::get_task_id(tx, 2147483647)),
+        read(&t, |tx| job_accounting::get_task_id(tx, 2147483647)),
         Some(t1)
     );
     assert_eq!(
-        read(&t, |tx| queries::get_job_progress(tx, 2147483647)),
+        read(&t, |tx| job_progress::get_job_progress(tx, 2147483647)),
         Some(JobProgressRow {
             slurm_job_id: 2147483647,
             status: "RUNNING".into(),
@@ -396,7 +403,7 @@ fn job_progress_follows_the_latest_job(url: &str) {
         "JobIdAdded alone writes no row"
     );
     t.update_task_progress(t1, s("10%")).unwrap();
-    let row = |j| read(&t, |tx| queries::get_job_progress(tx, j));
+    let row = |j| read(&t, |tx| job_progress::get_job_progress(tx, j));
     assert_eq!(
         row(777),
         Some(JobProgressRow {
@@ -543,20 +550,32 @@ fn workflow_progress_status_mapping(url: &str) {
     assert_eq!(task_row(&t, g3).status, "5");
 
     // list_workflows: newest first, with filters.
-    let all: Vec<Uuid> = read(&t, |tx| queries::list_workflows(tx, None, None))
+    let all: Vec<Uuid> = read(&t, |tx| workflow_progress::list_workflows(tx, None, None))
         .iter()
         .map(|r| r.workflow_id)
         .collect();
     assert_eq!(all, vec![wf3, wf2, wf]);
-    let g8: Vec<Uuid> = read(&t, |tx| queries::list_workflows(tx, Some(3), Some(8)))
-        .iter()
-        .map(|r| r.workflow_id)
-        .collect();
+    let g8: Vec<Uuid> = read(&t, |tx| {
+        workflow_progress::list_workflows(tx, Some(3), Some(8))
+    })
+    .iter()
+    .map(|r| r.workflow_id)
+    .collect();
     assert_eq!(g8, vec![wf3, wf2]);
-    assert!(read(&t, |tx| queries::list_workflows(tx, Some(4), None)).is_empty());
-    assert!(read(&t, |tx| queries::list_workflows(tx, None, Some(1 << 40))).is_empty());
+    assert!(read(&t, |tx| workflow_progress::list_workflows(
+        tx,
+        Some(4),
+        None
+    ))
+    .is_empty());
+    assert!(read(&t, |tx| workflow_progress::list_workflows(
+        tx,
+        None,
+        Some(1 << 40)
+    ))
+    .is_empty());
     assert_eq!(
-        read(&t, |tx| queries::get_workflow(tx, Uuid::new_v4())),
+        read(&t, |tx| workflow_progress::get_workflow(tx, Uuid::new_v4())),
         None
     );
     assert_rebuild_matches(&t);
@@ -842,7 +861,7 @@ fn analytics_queries(url: &str) {
     assert_eq!(positions(&t), vec![max_id(&t); 4]);
 
     let k = |n: &str, v: Option<&str>| (n.to_owned(), v.map(str::to_owned));
-    let counts = read(&t, |tx| queries::get_task_counts(tx, None, None));
+    let counts = read(&t, |tx| workflow_analytics::get_task_counts(tx, None, None));
     assert_eq!(
         counts.into_iter().collect::<Vec<_>>(),
         vec![
@@ -851,28 +870,36 @@ fn analytics_queries(url: &str) {
             (k("stardist", None), 1)
         ]
     );
-    let counts = read(&t, |tx| queries::get_task_counts(tx, Some(4), None));
+    let counts = read(&t, |tx| {
+        workflow_analytics::get_task_counts(tx, Some(4), None)
+    });
     assert_eq!(counts.values().sum::<i64>(), 4);
-    let counts = read(&t, |tx| queries::get_task_counts(tx, Some(4), Some(8)));
+    let counts = read(&t, |tx| {
+        workflow_analytics::get_task_counts(tx, Some(4), Some(8))
+    });
     assert_eq!(
         counts.into_iter().collect::<Vec<_>>(),
         vec![(k("cellpose", Some("1.0")), 1), (k("stardist", None), 1)]
     );
 
     // Durations 1.5 s, 2.25 s, 3.000001 s: the mean keeps the microseconds.
-    let avg = read(&t, |tx| queries::get_average_task_duration(tx, None, None));
+    let avg = read(&t, |tx| {
+        workflow_analytics::get_average_task_duration(tx, None, None)
+    });
     assert_eq!(avg.len(), 2);
     assert_eq!(avg[&k("cellpose", Some("1.0"))], 6_750_001.0 / 3_000_000.0);
     assert_eq!(avg[&k("stardist", None)], 60.0);
     let avg = read(&t, |tx| {
-        queries::get_average_task_duration(tx, Some(3), Some(7))
+        workflow_analytics::get_average_task_duration(tx, Some(3), Some(7))
     });
     assert_eq!(
         avg.into_iter().collect::<Vec<_>>(),
         vec![(k("cellpose", Some("1.0")), 1.875)]
     );
 
-    let failures = read(&t, |tx| queries::get_task_failures(tx, None, None));
+    let failures = read(&t, |tx| {
+        workflow_analytics::get_task_failures(tx, None, None)
+    });
     assert_eq!(
         failures.into_iter().collect::<Vec<_>>(),
         vec![
@@ -880,11 +907,16 @@ fn analytics_queries(url: &str) {
             (k("stardist", None), vec!["Timeout".to_owned()])
         ]
     );
-    assert!(read(&t, |tx| queries::get_task_failures(tx, None, Some(9))).is_empty());
+    assert!(read(&t, |tx| workflow_analytics::get_task_failures(
+        tx,
+        None,
+        Some(9)
+    ))
+    .is_empty());
 
     let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let usage = read(&t, |tx| {
-        queries::get_task_usage_over_time(tx, "cellpose", None, None)
+        workflow_analytics::get_task_usage_over_time(tx, "cellpose", None, None)
     });
     assert_eq!(
         usage.into_iter().collect::<Vec<_>>(),
@@ -895,17 +927,22 @@ fn analytics_queries(url: &str) {
         ]
     );
     let usage = read(&t, |tx| {
-        queries::get_task_usage_over_time(tx, "cellpose", Some(4), Some(7))
+        workflow_analytics::get_task_usage_over_time(tx, "cellpose", Some(4), Some(7))
     });
     assert_eq!(
         usage.into_iter().collect::<Vec<_>>(),
         vec![(d("2024-03-02"), 2)]
     );
-    assert!(read(&t, |tx| queries::get_task_usage_over_time(
+    assert!(read(&t, |tx| workflow_analytics::get_task_usage_over_time(
         tx, "nope", None, None
     ))
     .is_empty());
-    assert!(read(&t, |tx| queries::get_task_counts(tx, Some(i64::MAX), None)).is_empty());
+    assert!(read(&t, |tx| workflow_analytics::get_task_counts(
+        tx,
+        Some(i64::MAX),
+        None
+    ))
+    .is_empty());
     assert_rebuild_matches(&t);
 }
 
@@ -921,7 +958,7 @@ fn writers_without_views_and_two_trackers(url: &str) {
     b.update_task_status(t1, s("RUNNING")).unwrap();
     b.complete_workflow(wf).unwrap();
     assert_eq!(
-        read(&a, |tx| queries::get_job(tx, 777)),
+        read(&a, |tx| job_accounting::get_job(tx, 777)),
         Some(JobViewRow {
             slurm_job_id: 777,
             user: 3,
@@ -948,16 +985,19 @@ fn writers_without_views_and_two_trackers(url: &str) {
         before.iter().all(|p| *p < max_id(&a)),
         "the views are behind"
     );
-    assert_eq!(read(&a, |tx| queries::get_job(tx, 888)), None);
+    assert_eq!(read(&a, |tx| job_accounting::get_job(tx, 888)), None);
     a.update_task_status(t2, s("RUNNING")).unwrap();
     assert_eq!(
         positions(&a),
         vec![max_id(&a); 4],
         "all views at the end of the log"
     );
-    assert_eq!(read(&a, |tx| queries::get_task_id(tx, 888)), Some(t2));
     assert_eq!(
-        read(&a, |tx| queries::get_job_progress(tx, 888)),
+        read(&a, |tx| job_accounting::get_task_id(tx, 888)),
+        Some(t2)
+    );
+    assert_eq!(
+        read(&a, |tx| job_progress::get_job_progress(tx, 888)),
         Some(JobProgressRow {
             slurm_job_id: 888,
             status: "RUNNING".into(),
@@ -982,7 +1022,10 @@ fn fewer_views_then_catch_up(url: &str) {
         vec![end, 0, 0, 0],
         "only JobAccounting advanced"
     );
-    assert_eq!(read(&ja, |tx| queries::get_task_id(tx, 777)), Some(t1));
+    assert_eq!(
+        read(&ja, |tx| job_accounting::get_task_id(tx, 777)),
+        Some(t1)
+    );
     let tables_now = tables(&ja);
     assert!(
         tables_now.workflows.is_empty()
@@ -1000,14 +1043,17 @@ fn fewer_views_then_catch_up(url: &str) {
     assert_eq!(wf_state(&all, wf), st("JOB_RUNNING", "67.2%"));
     assert_eq!(task_row(&all, t1).status, "RUNNING");
     assert_eq!(
-        read(&all, |tx| queries::get_job_progress(tx, 777)),
+        read(&all, |tx| job_progress::get_job_progress(tx, 777)),
         Some(JobProgressRow {
             slurm_job_id: 777,
             status: "RUNNING".into(),
             progress: Some("43%".into())
         })
     );
-    assert_eq!(read(&all, |tx| queries::get_task_id(tx, 778)), Some(t1));
+    assert_eq!(
+        read(&all, |tx| job_accounting::get_task_id(tx, 778)),
+        Some(t1)
+    );
     assert_eq!(all.catch_up().unwrap(), 0, "nothing left to apply");
     assert_rebuild_matches(&all);
 }
@@ -1092,8 +1138,14 @@ fn values_from_old_stores(url: &str) {
         (None, None, "RUNNING")
     );
     // A user outside 32 bits: the workflow row and the task row are skipped.
-    assert_eq!(read(&t, |tx| queries::get_workflow(tx, wf_big)), None);
-    assert_eq!(read(&t, |tx| queries::get_task_execution(tx, tb)), None);
+    assert_eq!(
+        read(&t, |tx| workflow_progress::get_workflow(tx, wf_big)),
+        None
+    );
+    assert_eq!(
+        read(&t, |tx| workflow_analytics::get_task_execution(tx, tb)),
+        None
+    );
     // JobProgress needs no owner.
     assert_eq!(tables(&t).progress.len(), 2);
     assert_eq!(positions(&t), vec![max_id(&t); 4]);

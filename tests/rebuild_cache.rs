@@ -15,15 +15,16 @@
 //! Every variant runs on SQLite and, when a server answers at
 //! 127.0.0.1:5432 (user postgres, trust auth), on Postgres.
 
+use biomero_rs::app::rebuild;
 use biomero_rs::domain::{Event, Payload, Upcasters, Value};
+use biomero_rs::migrations;
 use biomero_rs::projections::cache::Cache;
-use biomero_rs::projections::queries::{
-    self, JobProgressRow, JobViewRow, TaskExecutionRow, WorkflowProgressRow,
-};
+use biomero_rs::projections::views::job_accounting::{self, JobViewRow};
+use biomero_rs::projections::views::job_progress::{self, JobProgressRow};
+use biomero_rs::projections::views::workflow_analytics::{self, TaskExecutionRow};
+use biomero_rs::projections::views::workflow_progress::{self, WorkflowProgressRow};
 use biomero_rs::projections::{self, View};
 use biomero_rs::store::{self, EventStore, StoredEvent};
-use biomero_rs::migrations;
-use biomero_rs::app::rebuild;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -109,10 +110,10 @@ struct Tables {
 fn tables(s: &dyn EventStore) -> Tables {
     store::read_tx(s, |tx| {
         Ok(Tables {
-            jobs: queries::all_jobs(tx)?,
-            progress: queries::all_job_progress(tx)?,
-            workflows: queries::all_workflows(tx)?,
-            tasks: queries::all_task_executions(tx)?,
+            jobs: job_accounting::all_jobs(tx)?,
+            progress: job_progress::all_job_progress(tx)?,
+            workflows: workflow_progress::all_workflows(tx)?,
+            tasks: workflow_analytics::all_task_executions(tx)?,
         })
     })
     .expect("read tables")
@@ -401,7 +402,8 @@ fn play(s: &dyn EventStore, cmds: &[Cmd], views: &[View]) {
             match cmd {
                 Cmd::Live(events) => {
                     let raw: Vec<StoredEvent> = events.iter().map(stored).collect();
-                    let (ids, positions) = projections::append_and_positions(tx, views, &raw)?;
+                    let (ids, positions) =
+                        projections::tracking::append_and_positions(tx, views, &raw)?;
                     let new: Vec<(i64, &Event)> = ids.into_iter().zip(events.iter()).collect();
                     projections::project(tx, views, &new, positions, &mut cache)?;
                 }

@@ -51,7 +51,7 @@ pub(crate) fn step(
     upto: i64,
     batch: usize,
 ) -> Result<u64> {
-    let (count, _) = projections::apply_next(tx, cache, views, positions, upto, batch)?;
+    let (count, _) = projections::dispatch::apply_next(tx, cache, views, positions, upto, batch)?;
     cache.flush(tx)?;
     if count == 0 {
         positions.iter_mut().for_each(|p| *p = (*p).max(upto));
@@ -121,7 +121,7 @@ fn event_time(n: &crate::store::NotificationRef<'_>) -> Option<DateTime<Utc>> {
             let text = std::str::from_utf8(&n.state[start..start + len]).ok()?;
             crate::domain::events::parse_timestamp(text)
         });
-    quick.or_else(|| projections::decode_ref(n).map(|e| e.timestamp))
+    quick.or_else(|| projections::decode::decode_ref(n).map(|e| e.timestamp))
 }
 
 /// The first notification (lowest id) whose event's timestamp is at or

@@ -8,8 +8,8 @@ use crate::domain::{Aggregate, Event, Payload, Upcasters, Value};
 use crate::error::{Error, Result};
 use crate::projections::cache::Cache;
 use crate::projections::{self, View};
-use crate::sys::process::ProcessLocal;
 use crate::store::{self, Backend, EventStore, Notification, StoredEvent, Tx};
+use crate::sys::process::ProcessLocal;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,7 +52,6 @@ struct Local {
     /// and created again), and the caches are dropped.
     high_water: AtomicI64,
 }
-
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -177,7 +176,8 @@ impl Tracker {
                         state: e.encode_state(self.upcasters),
                     })
                     .collect();
-                let (ids, positions) = projections::append_and_positions(tx, &self.views, &stored)?;
+                let (ids, positions) =
+                    projections::tracking::append_and_positions(tx, &self.views, &stored)?;
                 if ids
                     .first()
                     .is_some_and(|id| *id <= local.high_water.load(Ordering::Relaxed))

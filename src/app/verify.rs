@@ -9,7 +9,6 @@ use crate::projections::View;
 use crate::store::{self, Backend, EventStore, Kind, Sql, Tx};
 use std::collections::BTreeMap;
 
-
 /// One side of a [`Difference`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {

@@ -2,13 +2,14 @@
 //!
 //! Python BIOMERO 2.8.3 with its listeners projects events too, and its rows
 //! can be wrong (it delays some writes until a later event, PROJECTIONS.md
-//! fix 2, and keeps facts in process memory, fix 1). Its tracking rows then
+//! docs/projections.md, "Rules for every view"). Its tracking rows then
 //! say the events were projected, so a plain catch-up would never revisit
 //! them.
 //!
 //! biomero_rs therefore records, next to each projector's tracking row
 //! (application name `WorkflowTracker`, which Python reads and writes), a
-//! second row under the application name [`OWN_APPLICATION`] holding how far
+//! second row under the application name
+//! [`OWN_APPLICATION`](crate::projections::tracking::OWN_APPLICATION) holding how far
 //! biomero_rs itself projected. Python's recorder only reads its own
 //! application's row, so it ignores this one. Every position biomero_rs
 //! writes, it writes to both rows (in one statement).
@@ -26,17 +27,17 @@
 
 use crate::domain::{Event, Payload};
 use crate::error::Result;
+use crate::projections::apply::apply_one;
 use crate::projections::cache::{Cache, Mode};
-use crate::projections::{
-    apply_one, decode_ref, job_accounting, job_progress, lookup, set_position, workflow_analytics,
-    workflow_progress, View,
-};
+use crate::projections::convert;
+use crate::projections::decode::decode_ref;
+use crate::projections::dispatch::BATCH;
+use crate::projections::registry::View;
+use crate::projections::tracking::set_position;
+use crate::projections::view::{self, Keyed};
 use crate::store::{Kind, Sql, Tx};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use uuid::Uuid;
-
-/// The application name of biomero_rs's own row in each tracking table.
-pub const OWN_APPLICATION: &str = "biomero_rs";
 
 /// Events of the affected aggregates applied between two flushes.
 const FLUSH_EVERY: usize = 10_000;
@@ -90,7 +91,7 @@ pub fn correct(tx: &mut dyn Tx, views: &[View], std: &[i64], own: &[i64]) -> Res
     let mut touched: HashSet<Uuid> = HashSet::new();
     let mut after = lo;
     loop {
-        let (count, last) = tx.scan_notifications(after, Some(hi), super::BATCH, &mut |n| {
+        let (count, last) = tx.scan_notifications(after, Some(hi), BATCH, &mut |n| {
             touched.insert(n.originator_id);
         })?;
         match last {
@@ -109,39 +110,15 @@ pub fn correct(tx: &mut dyn Tx, views: &[View], std: &[i64], own: &[i64]) -> Res
         closure.events.len()
     );
 
-    let on = |v: View| foreign.iter().find(|f| f.0 == v).map(|f| f.2);
-    let key_rows: [(View, &str, &str, Vec<Sql>); 4] = [
-        (
-            View::JobAccounting,
-            job_accounting::TABLE,
-            "slurm_job_id",
-            closure.jobs.iter().map(|j| Sql::Int(*j as i64)).collect(),
-        ),
-        (
-            View::JobProgress,
-            job_progress::TABLE,
-            "slurm_job_id",
-            closure.jobs.iter().map(|j| Sql::Int(*j as i64)).collect(),
-        ),
-        (
-            View::WorkflowProgress,
-            workflow_progress::TABLE,
-            "workflow_id",
-            closure.workflows.iter().map(|w| Sql::Uuid(*w)).collect(),
-        ),
-        (
-            View::WorkflowAnalytics,
-            workflow_analytics::TABLE,
-            "task_id",
-            closure.tasks.iter().map(|t| Sql::Uuid(*t)).collect(),
-        ),
-    ];
-    for (view, table, column, keys) in &key_rows {
-        if on(*view).is_none() {
-            continue;
-        }
-        let sql = format!("DELETE FROM {table} WHERE {column} = $1");
-        for k in keys {
+    for (view, _, _) in &foreign {
+        let spec = view.spec();
+        let keys: Vec<Sql> = match spec.keyed_by {
+            Keyed::Job => closure.jobs.iter().map(|j| Sql::Int(*j as i64)).collect(),
+            Keyed::Workflow => closure.workflows.iter().map(|w| Sql::Uuid(*w)).collect(),
+            Keyed::Task => closure.tasks.iter().map(|t| Sql::Uuid(*t)).collect(),
+        };
+        let sql = view::delete_sql(spec);
+        for k in &keys {
             tx.execute(&sql, std::slice::from_ref(k))?;
         }
     }
@@ -206,7 +183,7 @@ fn close(tx: &mut dyn Tx, touched: HashSet<Uuid>) -> Result<Closure> {
                 }
                 Payload::JobIdAdded { job_id } => {
                     out.tasks.insert(id);
-                    if let Ok(j) = lookup::job_id_column(job_id) {
+                    if let Ok(j) = convert::job_id_column(job_id) {
                         out.jobs.insert(j);
                         if jobs_asked.insert(j) {
                             new_jobs.push(j);
@@ -218,18 +195,8 @@ fn close(tx: &mut dyn Tx, touched: HashSet<Uuid>) -> Result<Closure> {
         }
         // The task that holds a shared Slurm id's row now.
         for j in new_jobs {
-            let rows = tx.query(
-                &format!(
-                    "SELECT task_id FROM {} WHERE slurm_job_id = $1",
-                    job_accounting::TABLE
-                ),
-                &[Sql::Int(j as i64)],
-                &[Kind::Uuid],
-            )?;
-            for r in rows {
-                if let Some(t) = r[0].as_uuid() {
-                    queue.push_back(t);
-                }
+            for t in job_holders(tx, j)? {
+                queue.push_back(t);
             }
         }
         by_id.extend(found);
@@ -237,6 +204,29 @@ fn close(tx: &mut dyn Tx, touched: HashSet<Uuid>) -> Result<Closure> {
     let mut events: Vec<(i64, Event)> = by_id.into_iter().collect();
     events.sort_by_key(|(id, _)| *id);
     out.events = events;
+    Ok(out)
+}
+
+/// The tasks that the rows of Slurm job `job` name now (in the views keyed
+/// by job that record the job's task).
+fn job_holders(tx: &mut dyn Tx, job: i32) -> Result<Vec<uuid::Uuid>> {
+    let mut out = Vec::new();
+    for v in View::ALL {
+        let spec = v.spec();
+        let (Keyed::Job, Some(column)) = (spec.keyed_by, spec.task_column) else {
+            continue;
+        };
+        let rows = tx.query(
+            &format!(
+                "SELECT \"{column}\" FROM {} WHERE {} = $1",
+                spec.table,
+                spec.key().ident()
+            ),
+            &[Sql::Int(job.into())],
+            &[Kind::Uuid],
+        )?;
+        out.extend(rows.iter().filter_map(|r| r[0].as_uuid()));
+    }
     Ok(out)
 }
 

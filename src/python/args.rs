@@ -35,4 +35,3 @@ pub fn url_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
         Some(o) => str_arg("url", o).map(Some),
     }
 }
-

@@ -1,8 +1,8 @@
 //! Module functions for operators: rebuild, catch-up, migrations, status.
 
-use crate::python::errors::{to_py, IntoPy};
-use crate::python::args::{url_arg, views_arg};
 use crate::app::db::Lease;
+use crate::python::args::{url_arg, views_arg};
+use crate::python::errors::{to_py, IntoPy};
 use crate::store;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -412,7 +412,7 @@ fn sql_to_py<'py>(py: Python<'py>, v: &store::Sql) -> PyResult<Bound<'py, PyAny>
         store::Sql::Int(i) => i.into_bound_py_any(py)?,
         store::Sql::Real(f) => f.into_bound_py_any(py)?,
         store::Sql::Text(s) => s.into_bound_py_any(py)?,
-        store::Sql::Uuid(u) => uuid_to_py(py, u)?,
+        store::Sql::Uuid(u) | store::Sql::Originator(u) => uuid_to_py(py, u)?,
         store::Sql::Time(t) => naive_to_py(py, t)?,
     })
 }

@@ -26,7 +26,7 @@ pub fn python_logger_name(target: &str) -> &str {
                 .strip_prefix(prefix)
                 .is_some_and(|rest| rest.starts_with("::"))
     };
-    if under("biomero_rs::tracker") {
+    if under("biomero_rs::app::tracker") {
         "biomero.eventsourcing"
     } else if under("biomero_rs::projections") {
         "biomero.views"

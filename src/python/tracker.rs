@@ -2,13 +2,13 @@
 //! aggregate and notification classes they return. Thin: argument checks,
 //! conversion, and the GIL released around the Rust call.
 
+use crate::app::tracker::Tracker;
 use crate::domain::aggregates::{Aggregate, TaskState, WorkflowRunState};
 use crate::domain::Value;
 use crate::python::args::{url_arg, views_arg};
 use crate::python::convert::*;
 use crate::python::errors::IntoPy;
 use crate::store::Notification as StoredNotification;
-use crate::app::tracker::Tracker;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};

@@ -3,14 +3,15 @@
 //! row models (`JobView`, `JobProgressView`, `WorkflowProgressView`,
 //! `TaskExecution`).
 
-use crate::projections::queries::{
-    self, JobProgressRow, JobViewRow, TaskExecutionRow, WorkflowProgressRow,
-};
+use crate::app::db::Lease;
+use crate::projections::views::job_accounting::{self, JobViewRow};
+use crate::projections::views::job_progress::{self, JobProgressRow};
+use crate::projections::views::workflow_analytics::{self, TaskExecutionRow};
+use crate::projections::views::workflow_progress::{self, WorkflowProgressRow};
 use crate::projections::View;
+use crate::python::args::url_arg;
 use crate::python::convert::*;
 use crate::python::errors::IntoPy;
-use crate::python::args::url_arg;
-use crate::app::db::Lease;
 use crate::store::{self, Tx};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -263,7 +264,7 @@ impl JobAccounting {
         let user = opt_int_arg("user", user)?;
         let group = opt_int_arg("group", group)?;
         let rows = read(py, &self.base.store, |tx| {
-            queries::get_jobs(tx, user, group)
+            job_accounting::get_jobs(tx, user, group)
         })?;
         let d = PyDict::new(py);
         for (k, jobs) in rows {
@@ -292,7 +293,9 @@ impl JobAccounting {
         let Some(job) = job_id_filter("job_id", job_id)? else {
             return Ok(None);
         };
-        let id = read(py, &self.base.store, |tx| queries::get_task_id(tx, job))?;
+        let id = read(py, &self.base.store, |tx| {
+            job_accounting::get_task_id(tx, job)
+        })?;
         id.map(|u| uuid_to_py(py, &u)).transpose()
     }
 
@@ -304,7 +307,7 @@ impl JobAccounting {
     /// Raises:
     ///     DatabaseError: The database failed.
     fn list_jobs(&self, py: Python<'_>) -> PyResult<Vec<JobView>> {
-        let rows = read(py, &self.base.store, queries::all_jobs)?;
+        let rows = read(py, &self.base.store, job_accounting::all_jobs)?;
         Ok(rows.into_iter().map(|r| JobView { r }).collect())
     }
 }
@@ -331,7 +334,7 @@ impl JobProgress {
             return Ok(None);
         };
         let row = read(py, &self.base.store, |tx| {
-            queries::get_job_progress(tx, job)
+            job_progress::get_job_progress(tx, job)
         })?;
         Ok(row.map(|r| JobProgressView { r }))
     }
@@ -344,7 +347,7 @@ impl JobProgress {
     /// Raises:
     ///     DatabaseError: The database failed.
     fn list_job_progress(&self, py: Python<'_>) -> PyResult<Vec<JobProgressView>> {
-        let rows = read(py, &self.base.store, queries::all_job_progress)?;
+        let rows = read(py, &self.base.store, job_progress::all_job_progress)?;
         Ok(rows.into_iter().map(|r| JobProgressView { r }).collect())
     }
 }
@@ -368,7 +371,9 @@ impl WorkflowProgress {
         workflow_id: &Bound<'_, PyAny>,
     ) -> PyResult<Option<WorkflowProgressView>> {
         let id = uuid_arg("workflow_id", workflow_id)?;
-        let row = read(py, &self.base.store, |tx| queries::get_workflow(tx, id))?;
+        let row = read(py, &self.base.store, |tx| {
+            workflow_progress::get_workflow(tx, id)
+        })?;
         Ok(row.map(|r| WorkflowProgressView { r }))
     }
 
@@ -394,7 +399,7 @@ impl WorkflowProgress {
         let user = opt_int_arg("user", user)?;
         let group = opt_int_arg("group", group)?;
         let rows = read(py, &self.base.store, |tx| {
-            queries::list_workflows(tx, user, group)
+            workflow_progress::list_workflows(tx, user, group)
         })?;
         Ok(rows
             .into_iter()
@@ -430,7 +435,7 @@ impl WorkflowAnalytics {
     ) -> PyResult<Bound<'py, PyDict>> {
         let (user, group) = (opt_int_arg("user", user)?, opt_int_arg("group", group)?);
         let m = read(py, &self.base.store, |tx| {
-            queries::get_task_counts(tx, user, group)
+            workflow_analytics::get_task_counts(tx, user, group)
         })?;
         let d = PyDict::new(py);
         for (k, v) in m {
@@ -463,7 +468,7 @@ impl WorkflowAnalytics {
     ) -> PyResult<Bound<'py, PyDict>> {
         let (user, group) = (opt_int_arg("user", user)?, opt_int_arg("group", group)?);
         let m = read(py, &self.base.store, |tx| {
-            queries::get_average_task_duration(tx, user, group)
+            workflow_analytics::get_average_task_duration(tx, user, group)
         })?;
         // As the reference: SQLite's AVG gives a float, Postgres's a numeric.
         let as_decimal = self.base.store.shared().backend() == crate::store::Backend::Postgres;
@@ -500,7 +505,7 @@ impl WorkflowAnalytics {
     ) -> PyResult<Bound<'py, PyDict>> {
         let (user, group) = (opt_int_arg("user", user)?, opt_int_arg("group", group)?);
         let m = read(py, &self.base.store, |tx| {
-            queries::get_task_failures(tx, user, group)
+            workflow_analytics::get_task_failures(tx, user, group)
         })?;
         let d = PyDict::new(py);
         for (k, v) in m {
@@ -535,7 +540,7 @@ impl WorkflowAnalytics {
         let name = str_arg("task_name", task_name)?;
         let (user, group) = (opt_int_arg("user", user)?, opt_int_arg("group", group)?);
         let m = read(py, &self.base.store, |tx| {
-            queries::get_task_usage_over_time(tx, &name, user, group)
+            workflow_analytics::get_task_usage_over_time(tx, &name, user, group)
         })?;
         // As the reference: SQLite's date() gives text, Postgres's a date.
         let as_text = self.base.store.shared().backend() == crate::store::Backend::Sqlite;
@@ -568,7 +573,7 @@ impl WorkflowAnalytics {
     ) -> PyResult<Option<TaskExecution>> {
         let id = uuid_arg("task_id", task_id)?;
         let row = read(py, &self.base.store, |tx| {
-            queries::get_task_execution(tx, id)
+            workflow_analytics::get_task_execution(tx, id)
         })?;
         Ok(row.map(|r| TaskExecution { r }))
     }
@@ -581,7 +586,11 @@ impl WorkflowAnalytics {
     /// Raises:
     ///     DatabaseError: The database failed.
     fn list_task_executions(&self, py: Python<'_>) -> PyResult<Vec<TaskExecution>> {
-        let rows = read(py, &self.base.store, queries::all_task_executions)?;
+        let rows = read(
+            py,
+            &self.base.store,
+            workflow_analytics::all_task_executions,
+        )?;
         Ok(rows.into_iter().map(|r| TaskExecution { r }).collect())
     }
 }
@@ -840,7 +849,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TaskExecution>()?;
     Ok(())
 }
-
 
 crate::python::macros::copy_is_self!(
     JobAccounting,

@@ -127,7 +127,8 @@ pub fn differences(
                 c.name
             )),
             Some(f) => {
-                let same = f.ty.eq_ignore_ascii_case(ty) && f.not_null == c.not_null && f.key == c.key;
+                let same =
+                    f.ty.eq_ignore_ascii_case(ty) && f.not_null == c.not_null && f.key == c.key;
                 if !same {
                     out.push(format!(
                         "{table}.{}: expected {want}, found {}",

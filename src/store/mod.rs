@@ -86,6 +86,9 @@ pub enum Sql {
     Uuid(Uuid),
     /// Naive UTC.
     Time(NaiveDateTime),
+    /// An aggregate id as the events table's `originator_id` holds it (its
+    /// 16 bytes on SQLite, `uuid` on Postgres).
+    Originator(Uuid),
 }
 
 /// What a query column holds, so that each backend can read its own format.
@@ -218,56 +221,6 @@ pub fn shift_placeholders(sql: &str, offset: usize) -> String {
     out
 }
 
-/// One event that [`Tx::edge_events`] asks for: the first (lowest
-/// originator_version) or the last event of an aggregate with a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EdgeQuery<'a> {
-    pub originator_id: Uuid,
-    pub topic: &'a str,
-    pub last: bool,
-}
-
-/// How many [`EdgeQuery`]s one statement answers (longer lists are split).
-pub const EDGE_QUERIES_PER_STATEMENT: usize = 32;
-
-/// The statement of [`Tx::edge_events`] for `queries` (at most
-/// [`EDGE_QUERIES_PER_STATEMENT`]): one `ORDER BY originator_version LIMIT 1`
-/// subquery per query, each a short range scan of the unique index on
-/// (originator_id, originator_version), glued with UNION ALL and tagged with
-/// the query's position. Parameters: `$1` = upto, then originator and topic of
-/// each query.
-pub fn edge_events_sql(queries: &[EdgeQuery<'_>]) -> String {
-    let mut sql = String::with_capacity(260 * queries.len());
-    for (i, q) in queries.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(" UNION ALL ");
-        }
-        sql.push_str(&format!(
-            "SELECT {i} AS q, id, originator_id, originator_version, topic, state FROM \
-             (SELECT id, originator_id, originator_version, topic, state FROM {t} \
-             WHERE originator_id = ${o} AND topic = ${p} AND id <= $1 \
-             ORDER BY originator_version {dir} LIMIT 1) AS e{i}",
-            t = schema::EVENTS_TABLE,
-            o = 2 + 2 * i,
-            p = 3 + 2 * i,
-            dir = if q.last { "DESC" } else { "ASC" },
-        ));
-    }
-    sql
-}
-
-/// The statement of [`Tx::events_of`] for `topics` topics. Parameters: `$1` =
-/// originator, `$2` = upto, then the topics.
-pub fn events_of_sql(topics: usize) -> String {
-    let list: Vec<String> = (0..topics).map(|i| format!("${}", 3 + i)).collect();
-    format!(
-        "SELECT id, originator_id, originator_version, topic, state FROM {} \
-         WHERE originator_id = $1 AND id <= $2 AND topic IN ({}) ORDER BY originator_version",
-        schema::EVENTS_TABLE,
-        list.join(", ")
-    )
-}
-
 /// One open transaction. SQL text uses `$1, $2, ...` placeholders on both
 /// backends.
 pub trait Tx {
@@ -289,25 +242,10 @@ pub trait Tx {
         Ok(())
     }
 
-    /// For each query, the first or last event (by originator_version) of
-    /// its aggregate with its topic and a notification id `<= upto`; `None`
-    /// where there is none. One statement per
-    /// [`EDGE_QUERIES_PER_STATEMENT`] queries, each an index range scan of
-    /// one aggregate (no event is transferred but the answers).
-    fn edge_events(
-        &mut self,
-        queries: &[EdgeQuery<'_>],
-        upto: i64,
-    ) -> Result<Vec<Option<Notification>>>;
-
-    /// The aggregate's events with one of `topics` and a notification id
-    /// `<= upto`, in version order.
-    fn events_of(
-        &mut self,
-        originator_id: Uuid,
-        topics: &[&str],
-        upto: i64,
-    ) -> Result<Vec<Notification>>;
+    /// The events a query over the events table selects, as columns `id,
+    /// originator_id, originator_version, topic, state` in that order
+    /// (aggregate ids bound as [`Sql::Originator`]).
+    fn query_notifications(&mut self, sql: &str, params: &[Sql]) -> Result<Vec<Notification>>;
 
     /// Appends events, returning their notification ids. A taken
     /// (originator_id, originator_version) gives [`Error::Conflict`].

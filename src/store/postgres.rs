@@ -8,14 +8,13 @@
 use crate::error::{Error, Result};
 use crate::store::pg_client::{Bounds, PgClient, PgFail};
 use crate::store::pool::{Manager, Pool, Pooled};
-use crate::sys::process::ProcessLocal;
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::PostgresTarget;
 use crate::store::{
-    edge_events_sql, events_of_sql, select_row, shift_placeholders, AnyCell, AnyRows, Backend,
-    EdgeQuery, EventStore, Kind, NoRow, Notification, NotificationRef, Sql, StoredEvent, Tx,
-    EDGE_QUERIES_PER_STATEMENT,
+    select_row, shift_placeholders, AnyCell, AnyRows, Backend, EventStore, Kind, NoRow,
+    Notification, NotificationRef, Sql, StoredEvent, Tx,
 };
+use crate::sys::process::ProcessLocal;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
@@ -330,7 +329,7 @@ fn literal(v: &Sql, out: &mut String) {
             ))
         }
         Sql::Text(s) => out.push_str(&postgres_protocol::escape::escape_literal(s)),
-        Sql::Uuid(u) => {
+        Sql::Uuid(u) | Sql::Originator(u) => {
             let _ = write!(out, "'{u}'");
         }
         // Naive UTC; the offset makes a timestamptz parameter read it as UTC
@@ -637,7 +636,7 @@ fn bind(value: &Sql, ty: &Type) -> Result<Box<dyn ToSql + Sync>> {
             Box::new(s.replace('\0', "\u{FFFD}"))
         }
         Sql::Text(s) => Box::new(s.clone()),
-        Sql::Uuid(u) => Box::new(*u),
+        Sql::Uuid(u) | Sql::Originator(u) => Box::new(*u),
         Sql::Time(t) if *ty == Type::TIMESTAMPTZ => {
             Box::new(DateTime::<Utc>::from_naive_utc_and_offset(*t, Utc))
         }
@@ -805,53 +804,12 @@ impl Tx for PgTx<'_> {
             .collect()
     }
 
-    fn edge_events(
-        &mut self,
-        queries: &[EdgeQuery<'_>],
-        upto: i64,
-    ) -> Result<Vec<Option<Notification>>> {
+    fn query_notifications(&mut self, sql: &str, params: &[Sql]) -> Result<Vec<Notification>> {
         self.ready()?;
-        let mut out: Vec<Option<Notification>> = vec![None; queries.len()];
-        for (c, chunk) in queries.chunks(EDGE_QUERIES_PER_STATEMENT).enumerate() {
-            let stmt = self.statement(&edge_events_sql(chunk))?;
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(1 + 2 * chunk.len());
-            params.push(&upto);
-            for q in chunk {
-                params.push(&q.originator_id);
-                params.push(&q.topic);
-            }
-            for r in self.client.query(&stmt, &params).map_err(pg_err)? {
-                let q: i32 = r.try_get(0).map_err(pg_err)?;
-                let n = Notification {
-                    id: r.try_get(1).map_err(pg_err)?,
-                    event: stored_event(&r, 2)?,
-                };
-                if let Some(slot) = usize::try_from(q)
-                    .ok()
-                    .and_then(|q| out.get_mut(c * EDGE_QUERIES_PER_STATEMENT + q))
-                {
-                    *slot = Some(n);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn events_of(
-        &mut self,
-        originator_id: Uuid,
-        topics: &[&str],
-        upto: i64,
-    ) -> Result<Vec<Notification>> {
-        self.ready()?;
-        let stmt = self.statement(&events_of_sql(topics.len()))?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 + topics.len());
-        params.push(&originator_id);
-        params.push(&upto);
-        for t in topics {
-            params.push(t);
-        }
-        let rows = self.client.query(&stmt, &params).map_err(pg_err)?;
+        let stmt = self.statement(sql)?;
+        let bound = bind_all(&stmt, params)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b.as_ref()).collect();
+        let rows = self.client.query(&stmt, &refs).map_err(pg_err)?;
         rows.iter()
             .map(|r| {
                 Ok(Notification {

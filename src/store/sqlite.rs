@@ -6,13 +6,13 @@
 
 use crate::error::{Error, Result};
 use crate::store::pool::{Manager, Pool, Pooled};
-use crate::sys::process::ProcessLocal;
 use crate::store::schema::EVENTS_TABLE;
 use crate::store::url::{SqliteLocation, Synchronous};
 use crate::store::{
-    edge_events_sql, events_of_sql, AnyCell, AnyRows, Backend, EdgeQuery, EventStore, Kind,
-    Notification, NotificationRef, Sql, StoredEvent, Tx, EDGE_QUERIES_PER_STATEMENT,
+    AnyCell, AnyRows, Backend, EventStore, Kind, Notification, NotificationRef, Sql, StoredEvent,
+    Tx,
 };
+use crate::sys::process::ProcessLocal;
 use chrono::NaiveDateTime;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
@@ -533,6 +533,7 @@ impl ToSql for Sql {
             Sql::Time(t) => ToSqlOutput::Owned(rusqlite::types::Value::Text(
                 t.format(TIME_FORMAT).to_string(),
             )),
+            Sql::Originator(u) => ToSqlOutput::Borrowed(ValueRef::Blob(u.as_bytes())),
         })
     }
 }
@@ -660,57 +661,10 @@ impl Tx for SqliteTx<'_> {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_err)
     }
 
-    fn edge_events(
-        &mut self,
-        queries: &[EdgeQuery<'_>],
-        upto: i64,
-    ) -> Result<Vec<Option<Notification>>> {
-        let mut out: Vec<Option<Notification>> = vec![None; queries.len()];
-        for (c, chunk) in queries.chunks(EDGE_QUERIES_PER_STATEMENT).enumerate() {
-            let sql = edge_events_sql(chunk).replace('$', "?");
-            let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
-            let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(1 + 2 * chunk.len());
-            params.push(upto.into());
-            for q in chunk {
-                params.push(q.originator_id.as_bytes().to_vec().into());
-                params.push(q.topic.to_owned().into());
-            }
-            let mut rows = stmt.query(params_from_iter(params)).map_err(sql_err)?;
-            while let Some(r) = rows.next().map_err(sql_err)? {
-                let q: i64 = r.get(0).map_err(sql_err)?;
-                let n = Notification {
-                    id: r.get(1).map_err(sql_err)?,
-                    event: stored_event(r, 2).map_err(sql_err)?,
-                };
-                if let Some(slot) = usize::try_from(q)
-                    .ok()
-                    .and_then(|q| out.get_mut(c * EDGE_QUERIES_PER_STATEMENT + q))
-                {
-                    *slot = Some(n);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn events_of(
-        &mut self,
-        originator_id: Uuid,
-        topics: &[&str],
-        upto: i64,
-    ) -> Result<Vec<Notification>> {
-        let sql = events_of_sql(topics.len()).replace('$', "?");
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(sql_err)?;
-        let mut params: Vec<rusqlite::types::Value> = Vec::with_capacity(2 + topics.len());
-        params.push(originator_id.as_bytes().to_vec().into());
-        params.push(upto.into());
-        params.extend(
-            topics
-                .iter()
-                .map(|t| rusqlite::types::Value::from(t.to_string())),
-        );
+    fn query_notifications(&mut self, sql: &str, params: &[Sql]) -> Result<Vec<Notification>> {
+        let mut stmt = self.conn.prepare_cached(&dialect(sql)).map_err(sql_err)?;
         let rows = stmt
-            .query_map(params_from_iter(params), |r| {
+            .query_map(params_from_iter(params.iter()), |r| {
                 Ok(Notification {
                     id: r.get(0)?,
                     event: stored_event(r, 1)?,

@@ -1,15 +1,12 @@
-//! Conversions of event values into view columns, with the rules of
-//! PROJECTIONS.md for values that the columns cannot hold.
+//! Conversions of event values into view columns, with the rules for
+//! values that the columns cannot hold (docs/projections.md, "Rules for
+//! every view").
 //!
 //! (What projectors read from the event log — a task's TaskCreated, its
-//! latest job id, a workflow's tasks — is looked up through
-//! [`Ctx`](crate::projections::cache::Ctx), with targeted queries and the
-//! cache of `cache.rs`.)
+//! latest job id, a workflow's tasks — is looked up in `facts.rs`.)
 
 use crate::domain::codec;
 use crate::domain::Value;
-
-pub use crate::projections::cache::{TaskInfo, WorkflowInfo};
 
 // ------------------------------------------------------ column conversions
 

@@ -1,5 +1,6 @@
 //! biomero_workflow_progress_view: per workflow its status, progress, owner,
-//! name, latest task, main task name and start time.
+//! name, latest task, main task name and start time (docs/projections.md,
+//! "biomero_workflow_progress_view").
 //!
 //! The row is the state: each event changes the columns it determines of
 //! the workflow's row (one `UPDATE`, or in memory during a catch-up). What
@@ -8,51 +9,35 @@
 
 use crate::domain::{Event, Payload, Value};
 use crate::error::Result;
-use crate::projections::cache::{Ctx, Need, TaskInfo, WorkflowInfo};
-use crate::projections::lookup;
-use crate::projections::queries::{self, WorkflowProgressRow};
-use crate::store::{Backend, NoRow, Sql, Tx};
-use std::sync::OnceLock;
+use crate::projections::cache::Ctx;
+use crate::projections::convert;
+use crate::projections::facts::{Need, TaskInfo, WorkflowInfo};
+use crate::projections::projector::Projector;
+use crate::projections::view::{self, view_row, Keyed, Patch, ViewRow, ViewSpec, ViewTable};
+use crate::store::{NoRow, Sql, Tx};
+use chrono::NaiveDateTime;
 use uuid::Uuid;
 
 pub const TABLE: &str = "biomero_workflow_progress_view";
 
-/// biomero.constants.workflow_status.
-pub mod wfs {
-    pub const INITIALIZING: &str = "INITIALIZING";
-    pub const TRANSFERRING: &str = "TRANSFERRING";
-    pub const CONVERTING: &str = "CONVERTING";
-    pub const RETRIEVING: &str = "RETRIEVING";
-    pub const IMPORTING: &str = "IMPORTING";
-    pub const IMPORTED: &str = "IMPORTED";
-    pub const POSTPROCESSING: &str = "POSTPROCESSING";
-    pub const DONE: &str = "DONE";
-    pub const FAILED: &str = "FAILED";
-    pub const RUNNING: &str = "RUNNING";
-    pub const JOB_STATUS: &str = "JOB_";
+view_row! {
+    /// A row of `biomero_workflow_progress_view`.
+    pub struct WorkflowProgressRow in TABLE;
+    key workflow_id: Uuid => "The workflow's id.",
+    status: Option<String> => "The workflow's status (``'JOB_RUNNING'``, ``'DONE'``, ...), or None.",
+    progress: Option<String> => "The workflow's progress (such as ``'67.2%'``), or None.",
+    user: Option<i64> => "The OMERO user id, or None.",
+    group: Option<i64> => "The OMERO group id, or None.",
+    name: Option<String> => "The workflow's name, or None.",
+    task: Option<String> => "The name of the task running now, or None.",
+    main_task_name: Option<String> => "The name of the workflow's main (Slurm) task, or None.",
+    start_time: NaiveDateTime => "When the workflow was initiated (naive UTC ``datetime``).",
 }
 
-pub fn apply(ctx: &mut Ctx<'_>, event: &Event) -> Result<()> {
-    let wf_or_task = event.originator_id;
-    match &event.payload {
-        Payload::WorkflowInitiated {
-            name, user, group, ..
-        } => initiated(ctx, event, name, user, group),
-        Payload::WorkflowCompleted => set_status(
-            ctx,
-            wf_or_task,
-            "WorkflowCompleted",
-            wfs::DONE,
-            Some("100%"),
-        ),
-        Payload::WorkflowFailed { .. } => {
-            set_status(ctx, wf_or_task, "WorkflowFailed", wfs::FAILED, None)
-        }
-        Payload::TaskAdded { task_id } => task_added(ctx, wf_or_task, *task_id),
-        Payload::StatusUpdated { status } => status_updated(ctx, wf_or_task, status),
-        // ProgressUpdated changes no column: the latest task progress is read
-        // from the log when a status update needs it.
-        _ => Ok(()),
+impl ViewRow for WorkflowProgressRow {
+    type Key = Uuid;
+    fn key(&self) -> Uuid {
+        self.workflow_id
     }
 }
 
@@ -71,10 +56,27 @@ pub enum WfpPatch {
     },
 }
 
-impl WfpPatch {
-    /// The change applied to a row in memory; `false` when there is no row.
-    pub(crate) fn apply(self, row: &mut Option<WorkflowProgressRow>) -> bool {
-        let Some(row) = row else { return false };
+impl Patch<WorkflowProgressRow> for WfpPatch {
+    fn sets(&self) -> Vec<(&'static str, Sql)> {
+        match self {
+            WfpPatch::Status { status, progress } => {
+                let mut sets = vec![("status", Sql::Text(status.clone()))];
+                if let Some(p) = progress {
+                    sets.push(("progress", Sql::Text(p.clone())));
+                }
+                sets
+            }
+            WfpPatch::Task {
+                task,
+                main_task_name,
+            } => vec![
+                ("task", task.clone().into()),
+                ("main_task_name", main_task_name.clone().into()),
+            ],
+        }
+    }
+
+    fn apply(self, row: &mut WorkflowProgressRow) {
         match self {
             WfpPatch::Status { status, progress } => {
                 row.status = Some(status);
@@ -90,45 +92,80 @@ impl WfpPatch {
                 row.main_task_name = main_task_name;
             }
         }
-        true
+    }
+}
+
+/// The WorkflowProgress view.
+pub struct WorkflowProgress;
+
+impl ViewTable for WorkflowProgress {
+    type Row = WorkflowProgressRow;
+    type Patch = WfpPatch;
+    const SPEC: ViewSpec = ViewSpec {
+        name: "workflow_progress",
+        class_name: "WorkflowProgress",
+        table: TABLE,
+        tracking_table: "workflowprogress_tracking",
+        events_table: "workflowprogress_events",
+        model: "WorkflowProgressView",
+        model_doc: "A row of ``biomero_workflow_progress_view``: a workflow's status,\nprogress, owner and current task. ``start_time`` is naive UTC.\n\nImmutable; compares, hashes and pickles by value.",
+        columns: <WorkflowProgressRow as view::Cells>::COLUMNS,
+        keyed_by: Keyed::Workflow,
+        task_column: None,
+    };
+}
+
+impl Projector for WorkflowProgress {
+    /// A status update needs the task's TaskCreated and the latest progress.
+    fn needs(event: &Event) -> Need {
+        match event.payload {
+            Payload::StatusUpdated { .. } => Need {
+                created: true,
+                job: false,
+                progress: true,
+            },
+            _ => Need::default(),
+        }
     }
 
-    /// The same change as one (queued) statement; `no_row` is logged when
-    /// there is no row.
-    pub(crate) fn execute(&self, tx: &mut dyn Tx, wf: Uuid, no_row: Option<NoRow>) -> Result<()> {
-        let (sql, params) = match self {
-            WfpPatch::Status {
-                status,
-                progress: Some(p),
-            } => (
-                format!("UPDATE {TABLE} SET status = $2, progress = $3 WHERE workflow_id = $1"),
-                vec![
-                    Sql::Uuid(wf),
-                    Sql::Text(status.clone()),
-                    Sql::Text(p.clone()),
-                ],
+    fn apply(ctx: &mut Ctx<'_>, event: &Event) -> Result<()> {
+        let wf_or_task = event.originator_id;
+        match &event.payload {
+            Payload::WorkflowInitiated {
+                name, user, group, ..
+            } => initiated(ctx, event, name, user, group),
+            Payload::WorkflowCompleted => set_status(
+                ctx,
+                wf_or_task,
+                "WorkflowCompleted",
+                wfs::DONE,
+                Some("100%"),
             ),
-            WfpPatch::Status {
-                status,
-                progress: None,
-            } => (
-                format!("UPDATE {TABLE} SET status = $2 WHERE workflow_id = $1"),
-                vec![Sql::Uuid(wf), Sql::Text(status.clone())],
-            ),
-            WfpPatch::Task {
-                task,
-                main_task_name,
-            } => (
-                format!("UPDATE {TABLE} SET task = $2, main_task_name = $3 WHERE workflow_id = $1"),
-                vec![
-                    Sql::Uuid(wf),
-                    task.clone().into(),
-                    main_task_name.clone().into(),
-                ],
-            ),
-        };
-        tx.queue(TABLE, &sql, params, no_row)
+            Payload::WorkflowFailed { .. } => {
+                set_status(ctx, wf_or_task, "WorkflowFailed", wfs::FAILED, None)
+            }
+            Payload::TaskAdded { task_id } => task_added(ctx, wf_or_task, *task_id),
+            Payload::StatusUpdated { status } => status_updated(ctx, wf_or_task, status),
+            // ProgressUpdated changes no column: the latest task progress is
+            // read from the log when a status update needs it.
+            _ => Ok(()),
+        }
     }
+}
+
+/// biomero.constants.workflow_status.
+pub mod wfs {
+    pub const INITIALIZING: &str = "INITIALIZING";
+    pub const TRANSFERRING: &str = "TRANSFERRING";
+    pub const CONVERTING: &str = "CONVERTING";
+    pub const RETRIEVING: &str = "RETRIEVING";
+    pub const IMPORTING: &str = "IMPORTING";
+    pub const IMPORTED: &str = "IMPORTED";
+    pub const POSTPROCESSING: &str = "POSTPROCESSING";
+    pub const DONE: &str = "DONE";
+    pub const FAILED: &str = "FAILED";
+    pub const RUNNING: &str = "RUNNING";
+    pub const JOB_STATUS: &str = "JOB_";
 }
 
 fn initiated(
@@ -140,9 +177,9 @@ fn initiated(
 ) -> Result<()> {
     let wf = event.originator_id;
     let (user, group, name) = match (
-        lookup::int_column(user),
-        lookup::int_column(group),
-        lookup::text_column(name),
+        convert::int_column(user),
+        convert::int_column(group),
+        convert::text_column(name),
     ) {
         (Ok(u), Ok(g), Ok(n)) => (u, g, n),
         (u, g, n) => {
@@ -173,7 +210,7 @@ fn initiated(
         start_time: event.timestamp.naive_utc(),
     };
     log::debug!("[WFP] Inserted wf progress in view table: {row:?}");
-    ctx.put_workflow(row)
+    ctx.put::<WorkflowProgress>(row)
 }
 
 fn set_status(
@@ -187,7 +224,7 @@ fn set_status(
         status: status.into(),
         progress: progress.map(str::to_owned),
     };
-    ctx.patch_workflow(
+    ctx.patch::<WorkflowProgress>(
         wf,
         patch,
         Some(NoRow::warn(format!(
@@ -216,7 +253,7 @@ fn task_added(ctx: &mut Ctx<'_>, wf_id: Uuid, task_id: Uuid) -> Result<()> {
         task: task_name,
         main_task_name,
     };
-    ctx.patch_workflow(
+    ctx.patch::<WorkflowProgress>(
         wf_id,
         patch,
         Some(NoRow::debug(format!(
@@ -228,7 +265,7 @@ fn task_added(ctx: &mut Ctx<'_>, wf_id: Uuid, task_id: Uuid) -> Result<()> {
 /// A task name as stored (numbers as Python's `str()`); other values, which
 /// the reference cannot handle either, count as no name.
 fn name_text(task: &TaskInfo) -> Option<String> {
-    lookup::text_column(&task.name).ok().flatten()
+    convert::text_column(&task.name).ok().flatten()
 }
 
 /// The first task of the workflow (in TaskAdded order) that is not an
@@ -318,7 +355,7 @@ fn status_updated(ctx: &mut Ctx<'_>, task_id: Uuid, status: &Value) -> Result<()
         status: new_status,
         progress: Some(new_progress),
     };
-    ctx.patch_workflow(
+    ctx.patch::<WorkflowProgress>(
         wf.id,
         patch,
         Some(NoRow::warn(format!(
@@ -355,49 +392,33 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-/// The upsert of a whole row: SQL and parameters.
-fn upsert(backend: Backend, row: &WorkflowProgressRow) -> (&'static str, Vec<Sql>) {
-    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
-    (
-        SQL[backend as usize].get_or_init(|| format!(
-            "INSERT INTO {TABLE} (workflow_id, status, progress, \"user\", \"group\", name, task, main_task_name, start_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {}) \
-             ON CONFLICT (workflow_id) DO UPDATE SET status = excluded.status, progress = excluded.progress, \
-             \"user\" = excluded.\"user\", \"group\" = excluded.\"group\", name = excluded.name, task = excluded.task, \
-             main_task_name = excluded.main_task_name, start_time = excluded.start_time",
-            queries::time_param(backend, 9)
-        )),
-        vec![
-            Sql::Uuid(row.workflow_id),
-            row.status.clone().into(),
-            row.progress.clone().into(),
-            row.user.into(),
-            row.group.into(),
-            row.name.clone().into(),
-            row.task.clone().into(),
-            row.main_task_name.clone().into(),
-            Sql::Time(row.start_time),
-        ],
+// ------------------------------------------------------------------ queries
+
+/// WorkflowProgress: one workflow's row, if known (times as stored).
+pub fn get_workflow(tx: &mut dyn Tx, workflow_id: Uuid) -> Result<Option<WorkflowProgressRow>> {
+    view::get::<WorkflowProgress>(tx, workflow_id)
+}
+
+/// WorkflowProgress: the workflows of a user and/or group (all without
+/// filters), newest start_time first (then by workflow_id).
+pub fn list_workflows(
+    tx: &mut dyn Tx,
+    user: Option<i64>,
+    group: Option<i64>,
+) -> Result<Vec<WorkflowProgressRow>> {
+    let mut params = Vec::new();
+    let Some(cond) = view::filters(("\"user\"", "\"group\""), user, group, &mut params) else {
+        return Ok(Vec::new());
+    };
+    view::select::<WorkflowProgress>(
+        tx,
+        &format!("1 = 1{cond}"),
+        &params,
+        "start_time DESC, workflow_id",
     )
 }
 
-/// Upserts a whole row.
-pub(crate) fn write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
-    let (sql, params) = upsert(tx.backend(), row);
-    tx.execute(sql, &params)?;
-    Ok(())
-}
-
-/// [`write`], queued with the transaction's other view writes.
-pub(crate) fn queue_write(tx: &mut dyn Tx, row: &WorkflowProgressRow) -> Result<()> {
-    let (sql, params) = upsert(tx.backend(), row);
-    tx.queue(TABLE, sql, params, None)
-}
-
-pub(crate) fn delete(tx: &mut dyn Tx, wf: Uuid) -> Result<()> {
-    tx.execute(
-        &format!("DELETE FROM {TABLE} WHERE workflow_id = $1"),
-        &[Sql::Uuid(wf)],
-    )?;
-    Ok(())
+/// Every row of biomero_workflow_progress_view by workflow_id.
+pub fn all_workflows(tx: &mut dyn Tx) -> Result<Vec<WorkflowProgressRow>> {
+    view::all::<WorkflowProgress>(tx)
 }
