@@ -9,6 +9,8 @@ source "$ROOT/scripts/env.sh" pytest pytest-timeout "biomero==2.8.3" psycopg2-bi
 if [[ ",${BIOMERO_TEST_BACKENDS:-sqlite,postgres}," == *",postgres,"* ]]; then
   source "$ROOT/scripts/postgres.sh"
 fi
+echo "== layers (no import circles, dependencies point one way)"
+"$ROOT/.venv/bin/python" "$ROOT/scripts/check_layers.py" "$ROOT/src"
 echo "== cargo test"
 cargo test --quiet
 echo "== mypy --strict, stubtest"

@@ -1,5 +1,8 @@
 //! The view tables' schema migrations: ordered revisions from the SQL files in
-//! `migrations/<dialect>/NNNN_<id>.sql`, recorded as Alembic records them.
+//! `migrations/<dialect>/NNNN_<id>.sql` (listed by `build.rs`: adding a
+//! revision is adding its two files), recorded as Alembic records them
+//! (docs/storage.md, "Migrations"). The shapes they must give are the view
+//! definitions' (`projections::view`); a test compares the two.
 //!
 //! Only the four `biomero_*` view tables are migrated, never the event table
 //! or the projectors' tracking tables (the event store owns those).
@@ -32,7 +35,8 @@
 //! after taking the lock.
 
 use crate::error::{Error, Result};
-use crate::store::catalog::{self, table_present, ColumnShape};
+use crate::projections::View;
+use crate::store::catalog::{self, table_present};
 use crate::store::{self, Backend, EventStore, Kind, Sql, Tx};
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -47,18 +51,7 @@ pub struct Revision {
 }
 
 /// The revisions, oldest first. The last one is the head.
-pub const REVISIONS: &[Revision] = &[
-    Revision {
-        id: "baseline_001",
-        sqlite: include_str!("../migrations/sqlite/0001_baseline_001.sql"),
-        postgres: include_str!("../migrations/postgres/0001_baseline_001.sql"),
-    },
-    Revision {
-        id: "views_002",
-        sqlite: include_str!("../migrations/sqlite/0002_views_002.sql"),
-        postgres: include_str!("../migrations/postgres/0002_views_002.sql"),
-    },
-];
+pub const REVISIONS: &[Revision] = include!(concat!(env!("OUT_DIR"), "/revisions.rs"));
 
 impl Revision {
     pub fn sql(&self, backend: Backend) -> &'static str {
@@ -75,13 +68,10 @@ pub const VERSION_TABLE: &str = "alembic_version_biomero";
 /// The id of the baseline revision (the reference's).
 pub const BASELINE: &str = "baseline_001";
 
-/// The view tables of the baseline.
-pub const VIEW_TABLES: [&str; 4] = [
-    "biomero_job_view",
-    "biomero_job_progress_view",
-    "biomero_workflow_progress_view",
-    "biomero_task_execution",
-];
+/// The view tables, as the registry names them.
+pub fn view_tables() -> Vec<&'static str> {
+    View::ALL.iter().map(|v| v.view_table()).collect()
+}
 
 /// `BIOMERO_RUN_MIGRATIONS`: migrate on startup (default on).
 pub const ENV_RUN: &str = "BIOMERO_RUN_MIGRATIONS";
@@ -163,7 +153,7 @@ fn read_stamp(tx: &mut dyn Tx) -> Result<Option<String>> {
 /// Reads where the view schema stands.
 pub fn state(tx: &mut dyn Tx) -> Result<State> {
     let mut missing = Vec::new();
-    for table in VIEW_TABLES {
+    for table in view_tables() {
         if !table_present(tx, table)? {
             missing.push(table);
         }
@@ -174,62 +164,6 @@ pub fn state(tx: &mut dyn Tx) -> Result<State> {
     })
 }
 
-/// One column of the baseline: name, declared type on SQLite, type on
-/// Postgres (`format_type`), NOT NULL, part of the primary key.
-type Col = (&'static str, &'static str, &'static str, bool, bool);
-
-const VC: &str = "character varying";
-const TS: &str = "timestamp without time zone";
-
-/// The baseline view tables, column by column.
-const VIEW_SHAPES: [(&str, &[Col]); 4] = [
-    (
-        "biomero_job_view",
-        &[
-            ("slurm_job_id", "INTEGER", "integer", true, true),
-            ("user", "INTEGER", "integer", true, false),
-            ("group", "INTEGER", "integer", true, false),
-            ("task_id", "UUID", "uuid", false, false),
-        ],
-    ),
-    (
-        "biomero_job_progress_view",
-        &[
-            ("slurm_job_id", "INTEGER", "integer", true, true),
-            ("status", "VARCHAR", VC, true, false),
-            ("progress", "VARCHAR", VC, false, false),
-        ],
-    ),
-    (
-        "biomero_workflow_progress_view",
-        &[
-            ("workflow_id", "UUID", "uuid", true, true),
-            ("status", "VARCHAR", VC, false, false),
-            ("progress", "VARCHAR", VC, false, false),
-            ("user", "INTEGER", "integer", false, false),
-            ("group", "INTEGER", "integer", false, false),
-            ("name", "VARCHAR", VC, false, false),
-            ("task", "VARCHAR", VC, false, false),
-            ("main_task_name", "VARCHAR", VC, false, false),
-            ("start_time", "DATETIME", TS, true, false),
-        ],
-    ),
-    (
-        "biomero_task_execution",
-        &[
-            ("task_id", "UUID", "uuid", true, true),
-            ("task_name", "VARCHAR", VC, true, false),
-            ("task_version", "VARCHAR", VC, false, false),
-            ("user_id", "INTEGER", "integer", false, false),
-            ("group_id", "INTEGER", "integer", false, false),
-            ("status", "VARCHAR", VC, true, false),
-            ("start_time", "DATETIME", TS, true, false),
-            ("end_time", "DATETIME", TS, false, false),
-            ("error_type", "VARCHAR", VC, false, false),
-        ],
-    ),
-];
-
 /// The differences between the existing view tables and the baseline (only
 /// when they carry no stamp: stamped tables are the migrator's).
 pub fn view_table_differences(tx: &mut dyn Tx) -> Result<Vec<String>> {
@@ -237,18 +171,29 @@ pub fn view_table_differences(tx: &mut dyn Tx) -> Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    for (table, cols) in VIEW_SHAPES {
-        if table_present(tx, table)? {
-            let shapes = cols
-                .iter()
-                .map(|&(name, sqlite, postgres, not_null, key)| ColumnShape {
-                    name,
-                    sqlite,
-                    postgres,
-                    not_null,
-                    key,
-                });
-            out.extend(catalog::differences(tx, table, shapes)?);
+    for view in View::ALL {
+        let spec = view.spec();
+        if table_present(tx, spec.table)? {
+            out.extend(catalog::differences(tx, spec.table, spec.shape(true))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The columns of the view definitions that the existing view tables lack
+/// (`table.column`).
+fn missing_columns(tx: &mut dyn Tx) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for view in View::ALL {
+        let spec = view.spec();
+        if !table_present(tx, spec.table)? {
+            continue;
+        }
+        let have = catalog::columns(tx, spec.table)?;
+        for c in spec.columns {
+            if !have.iter().any(|f| f.name == c.name) {
+                out.push(format!("{}.{}", spec.table, c.name));
+            }
         }
     }
     Ok(out)
@@ -285,6 +230,48 @@ pub fn preflight(tx: &mut dyn Tx) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Runs a revision's SQL. Every statement is idempotent: `CREATE ... IF
+/// NOT EXISTS` by itself, and `ALTER TABLE t ADD COLUMN c ...` (which SQLite
+/// cannot write with `IF NOT EXISTS`) is skipped where the column exists,
+/// so that a revision can run again to repair missing tables.
+fn apply(tx: &mut dyn Tx, sql: &str) -> Result<()> {
+    for statement in sql.split(';') {
+        let code: String = statement
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if code.trim().is_empty() {
+            continue;
+        }
+        if let Some((table, column)) = added_column(&code) {
+            let exists = catalog::columns(tx, &table)?
+                .iter()
+                .any(|c| c.name == column);
+            if exists {
+                continue;
+            }
+        }
+        tx.execute_batch(&code)?;
+    }
+    Ok(())
+}
+
+/// The table and column of `ALTER TABLE <t> ADD COLUMN [IF NOT EXISTS] <c>`.
+fn added_column(statement: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    if upper.len() < 6 || upper[0] != "ALTER" || upper[1] != "TABLE" || upper[3] != "ADD" {
+        return None;
+    }
+    let mut i = if upper[4] == "COLUMN" { 5 } else { 4 };
+    if upper.get(i).map(String::as_str) == Some("IF") {
+        i += 3; // IF NOT EXISTS
+    }
+    let unquote = |s: &str| s.trim_matches('"').to_owned();
+    Some((unquote(words[2]), unquote(words.get(i)?)))
 }
 
 fn write_stamp(tx: &mut dyn Tx, from: Option<&str>, to: &str) -> Result<()> {
@@ -334,9 +321,8 @@ pub fn migrate(tx: &mut dyn Tx, adopt: Adopt) -> Result<Vec<String>> {
         )?;
     }
     let st = state(tx)?;
-    let present: Vec<&'static str> = VIEW_TABLES
-        .iter()
-        .copied()
+    let present: Vec<&'static str> = view_tables()
+        .into_iter()
         .filter(|t| !st.missing.contains(t))
         .collect();
     let mut applied = Vec::new();
@@ -367,7 +353,7 @@ pub fn migrate(tx: &mut dyn Tx, adopt: Adopt) -> Result<Vec<String>> {
                     st.missing.join(", ")
                 );
             }
-            tx.execute_batch(REVISIONS[0].sql(backend))?; // creates only what is missing
+            apply(tx, REVISIONS[0].sql(backend))?; // creates only what is missing
             write_stamp(tx, None, BASELINE)?;
             log::warn!(
                 "biomero_rs migrations: adopted the existing view tables ({}) and stamped them \
@@ -388,14 +374,14 @@ pub fn migrate(tx: &mut dyn Tx, adopt: Adopt) -> Result<Vec<String>> {
                     st.missing.join(", ")
                 );
                 for rev in &REVISIONS[..=at] {
-                    tx.execute_batch(rev.sql(backend))?;
+                    apply(tx, rev.sql(backend))?;
                 }
             }
             at + 1
         }
     };
     for rev in &REVISIONS[next..] {
-        tx.execute_batch(rev.sql(backend))?;
+        apply(tx, rev.sql(backend))?;
         write_stamp(tx, stamp.as_deref(), rev.id)?;
         stamp = Some(rev.id.to_owned());
         log::info!(
@@ -494,6 +480,20 @@ pub fn ensure_view_tables_in(store: &dyn EventStore) -> Result<()> {
                 ),
             ));
         }
+        let lacking = store::read_tx(store, missing_columns)?;
+        if !lacking.is_empty() {
+            return Err(db_error(
+                store.backend(),
+                format!(
+                    "the BIOMERO view tables lack columns this biomero_rs writes ({}); they are \
+                     at revision {} and {ENV_RUN}=0 forbids upgrading them on startup; run \
+                     `biomero-rs migrate --url <url>` (or biomero_rs.run_migrations(url)) first, \
+                     or unset {ENV_RUN}",
+                    lacking.join(", "),
+                    st.stamp.as_deref().unwrap_or("(none)")
+                ),
+            ));
+        }
         if st.stamp.as_deref() != Some(head()) {
             log::warn!(
                 "biomero_rs migrations: view tables at revision {}, head is {}; not migrating \
@@ -535,6 +535,47 @@ mod tests {
             assert!(r.sqlite.contains(r.id) && r.postgres.contains(r.id));
         }
         assert_eq!(REVISIONS[0].id, BASELINE);
+    }
+
+    #[test]
+    fn the_migrated_tables_are_the_view_definitions() {
+        let (_d, s) = sqlite();
+        store::write_tx(s.as_ref(), |tx| migrate(tx, Adopt::Allowed)).unwrap();
+        store::read_tx(s.as_ref(), |tx| {
+            for v in View::ALL {
+                let spec = v.spec();
+                let diffs = catalog::differences(tx, spec.table, spec.shape(false))?;
+                assert!(diffs.is_empty(), "{diffs:?}");
+            }
+            Ok(())
+        })
+        .unwrap();
+        // Running every revision again (the repair of missing tables)
+        // changes nothing.
+        store::write_tx(s.as_ref(), |tx| {
+            for r in REVISIONS {
+                apply(tx, r.sqlite)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn added_columns_are_recognised() {
+        assert_eq!(
+            added_column("ALTER TABLE biomero_task_execution ADD COLUMN workflow_id UUID"),
+            Some(("biomero_task_execution".into(), "workflow_id".into()))
+        );
+        assert_eq!(
+            added_column("alter table t add column if not exists \"c\" uuid"),
+            Some(("t".into(), "c".into()))
+        );
+        assert_eq!(
+            added_column("ALTER TABLE t ADD x INTEGER"),
+            Some(("t".into(), "x".into()))
+        );
+        assert_eq!(added_column("CREATE INDEX IF NOT EXISTS i ON t (c)"), None);
     }
 
     #[test]

@@ -18,83 +18,8 @@ use biomero_rs::Tracker;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use uuid::Uuid;
 
-// ------------------------------------------------------------------ harness
-
-/// A fresh database for one scenario, removed afterwards.
-struct Db {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
-}
-
-const PG_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3";
-
-impl Db {
-    fn sqlite() -> Db {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:///{}", dir.path().join("biomero.db").display());
-        Db {
-            url,
-            _dir: Some(dir),
-            pg_name: None,
-        }
-    }
-
-    /// A new database on the local Postgres server, or None (with a note)
-    /// when no server answers.
-    fn postgres() -> Option<Db> {
-        let mut admin = match postgres::Client::connect(PG_ADMIN, postgres::NoTls) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!(
-                    "Postgres at 127.0.0.1:5432 not reachable ({e}); Postgres variant skipped"
-                );
-                return None;
-            }
-        };
-        let name = format!("biomero_rs_proj_{}", Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
-        Some(Db {
-            url: format!("postgresql://postgres@127.0.0.1:5432/{name}"),
-            _dir: None,
-            pg_name: Some(name),
-        })
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        store::close(&self.url);
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut admin) = postgres::Client::connect(PG_ADMIN, postgres::NoTls) {
-                let _ =
-                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        }
-    }
-}
-
-/// Runs a scenario on SQLite and, when reachable, on Postgres.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[test]
-            fn sqlite() {
-                let db = super::Db::sqlite();
-                super::$scenario(&db.url);
-            }
-
-            #[test]
-            fn postgres() {
-                if let Some(db) = super::Db::postgres() {
-                    super::$scenario(&db.url);
-                }
-            }
-        }
-    )*};
-}
+mod common;
+use common::Db;
 
 on_both_backends!(
     job_accounting_rows_and_get_jobs,
@@ -204,24 +129,8 @@ fn ts(text: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// Every view table, in primary-key order.
-#[derive(Debug, PartialEq)]
-struct Tables {
-    jobs: Vec<JobViewRow>,
-    progress: Vec<JobProgressRow>,
-    workflows: Vec<WorkflowProgressRow>,
-    tasks: Vec<TaskExecutionRow>,
-}
-
-fn tables(t: &Tracker) -> Tables {
-    read(t, |tx| {
-        Ok(Tables {
-            jobs: job_accounting::all_jobs(tx)?,
-            progress: job_progress::all_job_progress(tx)?,
-            workflows: workflow_progress::all_workflows(tx)?,
-            tasks: workflow_analytics::all_task_executions(tx)?,
-        })
-    })
+fn tables(t: &Tracker) -> common::Tables {
+    read(t, common::tables_in)
 }
 
 fn positions(t: &Tracker) -> Vec<i64> {

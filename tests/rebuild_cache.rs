@@ -17,107 +17,17 @@
 
 use biomero_rs::app::rebuild;
 use biomero_rs::domain::{Event, Payload, Upcasters, Value};
-use biomero_rs::migrations;
 use biomero_rs::projections::cache::Cache;
-use biomero_rs::projections::views::job_accounting::{self, JobViewRow};
-use biomero_rs::projections::views::job_progress::{self, JobProgressRow};
-use biomero_rs::projections::views::workflow_analytics::{self, TaskExecutionRow};
-use biomero_rs::projections::views::workflow_progress::{self, WorkflowProgressRow};
 use biomero_rs::projections::{self, View};
 use biomero_rs::store::{self, EventStore, StoredEvent};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-use std::sync::Arc;
 use uuid::Uuid;
 
-// ------------------------------------------------------------------ harness
-
-const PG_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3";
-
-struct Db {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:///{}", dir.path().join("biomero.db").display());
-        Db {
-            url,
-            _dir: Some(dir),
-            pg_name: None,
-        }
-    }
-
-    fn postgres() -> Option<Db> {
-        let mut admin = match postgres::Client::connect(PG_ADMIN, postgres::NoTls) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("Postgres not reachable ({e}); Postgres variant skipped");
-                return None;
-            }
-        };
-        let name = format!("biomero_rs_cache_{}", Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
-        Some(Db {
-            url: format!("postgresql://postgres@127.0.0.1:5432/{name}"),
-            _dir: None,
-            pg_name: Some(name),
-        })
-    }
-
-    fn new(pg: bool) -> Option<Db> {
-        if pg {
-            Db::postgres()
-        } else {
-            Some(Db::sqlite())
-        }
-    }
-
-    fn store(&self) -> Arc<dyn EventStore> {
-        let s = biomero_rs::app::db::open(&self.url).expect("open store");
-        migrations::ensure_view_tables_in(s.as_ref()).expect("view tables");
-        s
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        store::close(&self.url);
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut admin) = postgres::Client::connect(PG_ADMIN, postgres::NoTls) {
-                let _ =
-                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        }
-    }
-}
-
-#[derive(Debug, PartialEq)]
-struct Tables {
-    jobs: Vec<JobViewRow>,
-    progress: Vec<JobProgressRow>,
-    workflows: Vec<WorkflowProgressRow>,
-    tasks: Vec<TaskExecutionRow>,
-}
-
-fn tables(s: &dyn EventStore) -> Tables {
-    store::read_tx(s, |tx| {
-        Ok(Tables {
-            jobs: job_accounting::all_jobs(tx)?,
-            progress: job_progress::all_job_progress(tx)?,
-            workflows: workflow_progress::all_workflows(tx)?,
-            tasks: workflow_analytics::all_task_executions(tx)?,
-        })
-    })
-    .expect("read tables")
-}
+mod common;
+use common::{tables, Db};
 
 fn positions(s: &dyn EventStore) -> Vec<i64> {
     store::read_tx(s, |tx| projections::positions(tx, &View::ALL)).expect("positions")

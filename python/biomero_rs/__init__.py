@@ -28,6 +28,7 @@ from biomero_rs._core import (
     run_migrations,
     status,
     verify,
+    view_definitions,
 )
 from biomero_rs import logsync as _logsync  # levels follow logging's configuration
 from biomero_rs.activation import activate, deactivate, is_active
@@ -45,8 +46,8 @@ from biomero_rs.exceptions import (
     DatabaseError,
 )
 
-#: Every view, the default of ``views=``.
-ALL = ("job_accounting", "job_progress", "workflow_progress", "workflow_analytics")
+#: Every view, the default of ``views=`` (the names of the core's registry).
+ALL = tuple(str(d["name"]) for d in view_definitions())
 
 __all__ = [
     "ALL",
@@ -80,5 +81,6 @@ __all__ = [
     "run_migrations",
     "status",
     "verify",
+    "view_definitions",
     "workflow_status",
 ]

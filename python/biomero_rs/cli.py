@@ -301,13 +301,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.quiet:
         return 0
     print(f"wrote {s['events']:,} events for {args.workflows} workflows into {where} in {secs:.2f}s")
+    # Every column of each view's definition, but a UUID key (too wide to read).
     columns = {
-        "biomero_workflow_progress_view": ["name", "status", "progress", "user", "group", "task", "main_task_name",
-                                           "start_time"],
-        "biomero_job_view": ["slurm_job_id", "user", "group", "task_id"],
-        "biomero_job_progress_view": ["slurm_job_id", "status", "progress"],
-        "biomero_task_execution": ["task_name", "task_version", "user_id", "group_id", "status", "start_time",
-                                   "end_time", "error_type"],
+        str(d["table"]): [str(c["name"]) for c in d["columns"] if not (c["key"] and c["kind"] == "uuid")]
+        for d in biomero_rs.view_definitions()
     }
     for name, rows in tables.items():
         _table(name, [r.to_dict() for r in rows], columns[name])

@@ -5,8 +5,9 @@
 use crate::app::rebuild::{step, REBUILD_BATCH};
 use crate::error::Result;
 use crate::projections::cache::Cache;
+use crate::projections::view::ViewSpec;
 use crate::projections::View;
-use crate::store::{self, Backend, EventStore, Kind, Sql, Tx};
+use crate::store::{self, Backend, EventStore, Sql, Tx};
 use std::collections::BTreeMap;
 
 /// One side of a [`Difference`].
@@ -32,56 +33,6 @@ pub struct Difference {
     pub expected: Cell,
 }
 
-/// The columns of each view table (quoted where needed) and their kinds;
-/// the first is the primary key.
-const VIEW_COLUMNS: [(View, &[(&str, Kind)]); 4] = [
-    (
-        View::JobAccounting,
-        &[
-            ("slurm_job_id", Kind::Int),
-            ("user", Kind::Int),
-            ("group", Kind::Int),
-            ("task_id", Kind::Uuid),
-        ],
-    ),
-    (
-        View::JobProgress,
-        &[
-            ("slurm_job_id", Kind::Int),
-            ("status", Kind::Text),
-            ("progress", Kind::Text),
-        ],
-    ),
-    (
-        View::WorkflowProgress,
-        &[
-            ("workflow_id", Kind::Uuid),
-            ("status", Kind::Text),
-            ("progress", Kind::Text),
-            ("user", Kind::Int),
-            ("group", Kind::Int),
-            ("name", Kind::Text),
-            ("task", Kind::Text),
-            ("main_task_name", Kind::Text),
-            ("start_time", Kind::Time),
-        ],
-    ),
-    (
-        View::WorkflowAnalytics,
-        &[
-            ("task_id", Kind::Uuid),
-            ("task_name", Kind::Text),
-            ("task_version", Kind::Text),
-            ("user_id", Kind::Int),
-            ("group_id", Kind::Int),
-            ("status", Kind::Text),
-            ("start_time", Kind::Time),
-            ("end_time", Kind::Time),
-            ("error_type", Kind::Text),
-        ],
-    ),
-];
-
 /// A sortable form of a key.
 fn key_text(k: &Sql) -> String {
     match k {
@@ -94,27 +45,29 @@ fn key_text(k: &Sql) -> String {
 /// Every row of a view table, by key (none when the table does not exist).
 fn table_rows(
     tx: &mut dyn Tx,
-    view: View,
-    cols: &[(&str, Kind)],
+    spec: &ViewSpec,
     exists: bool,
 ) -> Result<BTreeMap<String, Vec<Sql>>> {
     if !exists {
         return Ok(BTreeMap::new());
     }
-    let list: Vec<String> = cols.iter().map(|(c, _)| format!("\"{c}\"")).collect();
-    let kinds: Vec<Kind> = cols.iter().map(|(_, k)| *k).collect();
     let rows = tx.query(
-        &format!("SELECT {} FROM {}", list.join(", "), view.view_table()),
+        &format!(
+            "SELECT {} FROM {}",
+            spec.select_list(tx.backend(), false),
+            spec.table
+        ),
         &[],
-        &kinds,
+        &spec.kinds(),
     )?;
     Ok(rows.into_iter().map(|r| (key_text(&r[0]), r)).collect())
 }
 
-fn whole_row(cols: &[(&'static str, Kind)], row: &[Sql]) -> Cell {
+fn whole_row(spec: &ViewSpec, row: &[Sql]) -> Cell {
     Cell::Row(
-        cols.iter()
-            .map(|(c, _)| *c)
+        spec.columns
+            .iter()
+            .map(|c| c.name)
             .zip(row.iter().cloned())
             .collect(),
     )
@@ -127,12 +80,14 @@ fn whole_row(cols: &[(&'static str, Kind)], row: &[Sql]) -> Cell {
 fn verify_in(tx: &mut dyn Tx) -> Result<Vec<Difference>> {
     let backend = tx.backend();
     let mut live = Vec::new();
-    for (view, cols) in VIEW_COLUMNS {
+    for view in View::ALL {
         let exists = tx.table_exists(view.view_table())?;
-        live.push(table_rows(tx, view, cols, exists)?);
+        live.push(table_rows(tx, view.spec(), exists)?);
     }
     let temp = |ddl: &str| ddl.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE");
-    tx.execute_batch(&temp(crate::migrations::REVISIONS[0].sql(backend)))?;
+    for v in View::ALL {
+        tx.execute_batch(&v.spec().create_table_sql(backend, true))?;
+    }
     for v in View::ALL {
         tx.execute_batch(&temp(&store::schema::tracking_ddl(
             backend,
@@ -156,9 +111,10 @@ fn verify_in(tx: &mut dyn Tx) -> Result<Vec<Difference>> {
         }
     }
     let mut out = Vec::new();
-    for ((view, cols), live) in VIEW_COLUMNS.into_iter().zip(live) {
-        let expected = table_rows(tx, view, cols, true)?;
-        let table = view.view_table();
+    for (view, live) in View::ALL.into_iter().zip(live) {
+        let spec = view.spec();
+        let expected = table_rows(tx, spec, true)?;
+        let table = spec.table;
         let keys: std::collections::BTreeSet<&String> =
             live.keys().chain(expected.keys()).collect();
         for k in keys {
@@ -167,7 +123,7 @@ fn verify_in(tx: &mut dyn Tx) -> Result<Vec<Difference>> {
                     table,
                     key: l[0].clone(),
                     column: None,
-                    live: whole_row(cols, l),
+                    live: whole_row(spec, l),
                     expected: Cell::Absent,
                 }),
                 (None, Some(e)) => out.push(Difference {
@@ -175,15 +131,15 @@ fn verify_in(tx: &mut dyn Tx) -> Result<Vec<Difference>> {
                     key: e[0].clone(),
                     column: None,
                     live: Cell::Absent,
-                    expected: whole_row(cols, e),
+                    expected: whole_row(spec, e),
                 }),
                 (Some(l), Some(e)) => {
-                    for (i, (c, _)) in cols.iter().enumerate().skip(1) {
+                    for (i, c) in spec.columns.iter().enumerate().skip(1) {
                         if l[i] != e[i] {
                             out.push(Difference {
                                 table,
                                 key: l[0].clone(),
-                                column: Some(c),
+                                column: Some(c.name),
                                 live: Cell::Value(l[i].clone()),
                                 expected: Cell::Value(e[i].clone()),
                             });
@@ -198,7 +154,7 @@ fn verify_in(tx: &mut dyn Tx) -> Result<Vec<Difference>> {
 }
 
 /// Compares the four view tables of `url` with what the event log gives
-/// (PROJECTIONS.md over the whole log), row by row. Read-only: the rebuild
+/// (docs/projections.md over the whole log), row by row. Read-only: the rebuild
 /// goes into temporary tables of a transaction that is rolled back; nothing
 /// is created, adopted, migrated or stamped, and an SQLite file is opened
 /// read-only (its journal mode stays). Returns the differences, empty when

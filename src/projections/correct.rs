@@ -31,13 +31,15 @@ use crate::projections::apply::apply_one;
 use crate::projections::cache::{Cache, Mode};
 use crate::projections::convert;
 use crate::projections::decode::decode_ref;
-use crate::projections::dispatch::BATCH;
 use crate::projections::registry::View;
 use crate::projections::tracking::set_position;
 use crate::projections::view::{self, Keyed};
 use crate::store::{Kind, Sql, Tx};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use uuid::Uuid;
+
+/// Stored events read per query while the touched aggregates are collected.
+const SCAN: usize = 10_000;
 
 /// Events of the affected aggregates applied between two flushes.
 const FLUSH_EVERY: usize = 10_000;
@@ -91,7 +93,7 @@ pub fn correct(tx: &mut dyn Tx, views: &[View], std: &[i64], own: &[i64]) -> Res
     let mut touched: HashSet<Uuid> = HashSet::new();
     let mut after = lo;
     loop {
-        let (count, last) = tx.scan_notifications(after, Some(hi), BATCH, &mut |n| {
+        let (count, last) = tx.scan_notifications(after, Some(hi), SCAN, &mut |n| {
             touched.insert(n.originator_id);
         })?;
         match last {

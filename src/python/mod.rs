@@ -5,6 +5,7 @@ mod convert;
 mod errors;
 mod macros;
 mod maintenance;
+mod rows;
 mod sqlite_guard;
 mod tracker;
 mod views;

@@ -11,7 +11,7 @@ use crate::python::errors::IntoPy;
 use crate::store::Notification as StoredNotification;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::PyBytes;
 use std::sync::Arc;
 
 /// Records BIOMERO's workflows and tasks as events, as
@@ -638,35 +638,6 @@ fn aggregate_reduce<'py>(
     ))
 }
 
-const WORKFLOW_RUN_FIELDS: &[&str] = &[
-    "id",
-    "version",
-    "created_on",
-    "modified_on",
-    "name",
-    "description",
-    "user",
-    "group",
-    "tasks",
-];
-
-const TASK_FIELDS: &[&str] = &[
-    "id",
-    "version",
-    "created_on",
-    "modified_on",
-    "workflow_id",
-    "task_name",
-    "task_version",
-    "input_data",
-    "params",
-    "job_ids",
-    "results",
-    "result_message",
-    "status",
-    "progress",
-];
-
 /// A workflow as ``tracker.repository.get(workflow_id)`` returns it: a
 /// snapshot of the ``WorkflowRun`` aggregate at its latest version.
 ///
@@ -680,60 +651,29 @@ pub struct WorkflowRun {
     s: WorkflowRunState,
 }
 
+crate::python::macros::getters!(WorkflowRun.s {
+    /// The workflow's id (a ``uuid.UUID``).
+    id,
+    /// The number of events recorded for the workflow.
+    version,
+    /// When the workflow was initiated (aware UTC ``datetime``).
+    created_on,
+    /// When the workflow's last event happened (aware UTC ``datetime``).
+    modified_on,
+    /// The workflow's name.
+    name,
+    /// The workflow's description, or None.
+    description,
+    /// The OMERO user id.
+    user,
+    /// The OMERO group id.
+    group,
+    /// The ids of the workflow's tasks, in the order they were added (a new list).
+    tasks,
+});
+
 #[pymethods]
 impl WorkflowRun {
-    /// The workflow's id (a ``uuid.UUID``).
-    #[getter]
-    fn id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        uuid_to_py(py, &self.s.id)
-    }
-    /// The number of events recorded for the workflow.
-    #[getter]
-    fn version(&self) -> i64 {
-        self.s.version
-    }
-    /// When the workflow was initiated (aware UTC ``datetime``).
-    #[getter]
-    fn created_on<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        aware_to_py(py, &self.s.created_on)
-    }
-    /// When the workflow's last event happened (aware UTC ``datetime``).
-    #[getter]
-    fn modified_on<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        aware_to_py(py, &self.s.modified_on)
-    }
-    /// The workflow's name.
-    #[getter]
-    fn name<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.name)
-    }
-    /// The workflow's description, or None.
-    #[getter]
-    fn description<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.description)
-    }
-    /// The OMERO user id.
-    #[getter]
-    fn user<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.user)
-    }
-    /// The OMERO group id.
-    #[getter]
-    fn group<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.group)
-    }
-    /// The ids of the workflow's tasks, in the order they were added (a new list).
-    #[getter]
-    fn tasks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let items = self
-            .s
-            .tasks
-            .iter()
-            .map(|u| uuid_to_py(py, u))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
-    }
-
     /// Rebuilds a pickled snapshot (the inverse of ``__reduce__``).
     #[classmethod]
     fn _from_state(_cls: &Bound<'_, pyo3::types::PyType>, state: &[u8]) -> PyResult<Self> {
@@ -780,7 +720,7 @@ impl WorkflowRun {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        aggregate_repr(slf.as_any(), WORKFLOW_RUN_FIELDS)
+        aggregate_repr(slf.as_any(), WorkflowRun::FIELDS)
     }
 }
 
@@ -797,80 +737,39 @@ pub struct Task {
     s: TaskState,
 }
 
+crate::python::macros::getters!(Task.s {
+    /// The task's id (a ``uuid.UUID``).
+    id,
+    /// The number of events recorded for the task.
+    version,
+    /// When the task was added (aware UTC ``datetime``).
+    created_on,
+    /// When the task's last event happened (aware UTC ``datetime``).
+    modified_on,
+    /// The id of the workflow the task belongs to.
+    workflow_id,
+    /// The task's name (the script or Slurm workflow).
+    task_name,
+    /// The task's version, or None.
+    task_version,
+    /// The task's input data, as given (a new dict).
+    input_data,
+    /// The task's parameters, as given (a new dict).
+    params,
+    /// The Slurm job ids added to the task, in order (a new list).
+    job_ids,
+    /// The command results added to the task, as dicts (a new list).
+    results,
+    /// The message of ``complete_task``/``fail_task``, or None.
+    result_message,
+    /// The last status set, or None.
+    status,
+    /// The last progress set (such as ``'43%'``), or None.
+    progress,
+});
+
 #[pymethods]
 impl Task {
-    /// The task's id (a ``uuid.UUID``).
-    #[getter]
-    fn id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        uuid_to_py(py, &self.s.id)
-    }
-    /// The number of events recorded for the task.
-    #[getter]
-    fn version(&self) -> i64 {
-        self.s.version
-    }
-    /// When the task was added (aware UTC ``datetime``).
-    #[getter]
-    fn created_on<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        aware_to_py(py, &self.s.created_on)
-    }
-    /// When the task's last event happened (aware UTC ``datetime``).
-    #[getter]
-    fn modified_on<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        aware_to_py(py, &self.s.modified_on)
-    }
-    /// The id of the workflow the task belongs to.
-    #[getter]
-    fn workflow_id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        uuid_to_py(py, &self.s.workflow_id)
-    }
-    /// The task's name (the script or Slurm workflow).
-    #[getter]
-    fn task_name<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.task_name)
-    }
-    /// The task's version, or None.
-    #[getter]
-    fn task_version<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.task_version)
-    }
-    /// The task's input data, as given (a new dict).
-    #[getter]
-    fn input_data<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.input_data)
-    }
-    /// The task's parameters, as given (a new dict).
-    #[getter]
-    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.params)
-    }
-    /// The Slurm job ids added to the task, in order (a new list).
-    #[getter]
-    fn job_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &Value::List(self.s.job_ids.clone()))
-    }
-    /// The command results added to the task, as dicts (a new list).
-    #[getter]
-    fn results<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &Value::List(self.s.results.clone()))
-    }
-    /// The message of ``complete_task``/``fail_task``, or None.
-    #[getter]
-    fn result_message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.result_message)
-    }
-    /// The last status set, or None.
-    #[getter]
-    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.status)
-    }
-    /// The last progress set (such as ``'43%'``), or None.
-    #[getter]
-    fn progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        value_to_py(py, &self.s.progress)
-    }
-
-    /// Rebuilds a pickled snapshot (the inverse of ``__reduce__``).
     #[classmethod]
     fn _from_state(_cls: &Bound<'_, pyo3::types::PyType>, state: &[u8]) -> PyResult<Self> {
         let mut f = PickledFields::read(state)?;
@@ -915,7 +814,7 @@ impl Task {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        aggregate_repr(slf.as_any(), TASK_FIELDS)
+        aggregate_repr(slf.as_any(), Task::FIELDS)
     }
 }
 

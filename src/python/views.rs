@@ -1,17 +1,17 @@
 //! The view classes (`JobAccounting`, `JobProgress`, `WorkflowProgress`,
-//! `WorkflowAnalytics`) with the reference's query methods, and the immutable
-//! row models (`JobView`, `JobProgressView`, `WorkflowProgressView`,
-//! `TaskExecution`).
+//! `WorkflowAnalytics`) with the reference's query methods; their rows come
+//! back as the row models of `rows.rs`.
 
 use crate::app::db::Lease;
-use crate::projections::views::job_accounting::{self, JobViewRow};
-use crate::projections::views::job_progress::{self, JobProgressRow};
-use crate::projections::views::workflow_analytics::{self, TaskExecutionRow};
-use crate::projections::views::workflow_progress::{self, WorkflowProgressRow};
+use crate::projections::views::job_accounting;
+use crate::projections::views::job_progress;
+use crate::projections::views::workflow_analytics;
+use crate::projections::views::workflow_progress;
 use crate::projections::View;
 use crate::python::args::url_arg;
 use crate::python::convert::*;
 use crate::python::errors::IntoPy;
+use crate::python::rows::model;
 use crate::store::{self, Tx};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -306,9 +306,11 @@ impl JobAccounting {
     ///
     /// Raises:
     ///     DatabaseError: The database failed.
-    fn list_jobs(&self, py: Python<'_>) -> PyResult<Vec<JobView>> {
+    fn list_jobs<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let rows = read(py, &self.base.store, job_accounting::all_jobs)?;
-        Ok(rows.into_iter().map(|r| JobView { r }).collect())
+        rows.iter()
+            .map(|r| model(py, View::JobAccounting, r))
+            .collect()
     }
 }
 
@@ -325,18 +327,18 @@ impl JobProgress {
     /// Raises:
     ///     TypeError, ValueError: An argument has the wrong type or value.
     ///     DatabaseError: The database failed.
-    fn get_job_progress(
+    fn get_job_progress<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         slurm_job_id: &Bound<'_, PyAny>,
-    ) -> PyResult<Option<JobProgressView>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Some(job) = job_id_filter("slurm_job_id", slurm_job_id)? else {
             return Ok(None);
         };
         let row = read(py, &self.base.store, |tx| {
             job_progress::get_job_progress(tx, job)
         })?;
-        Ok(row.map(|r| JobProgressView { r }))
+        row.map(|r| model(py, View::JobProgress, &r)).transpose()
     }
 
     /// Return every row of ``biomero_job_progress_view``, by ``slurm_job_id``.
@@ -346,9 +348,11 @@ impl JobProgress {
     ///
     /// Raises:
     ///     DatabaseError: The database failed.
-    fn list_job_progress(&self, py: Python<'_>) -> PyResult<Vec<JobProgressView>> {
+    fn list_job_progress<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let rows = read(py, &self.base.store, job_progress::all_job_progress)?;
-        Ok(rows.into_iter().map(|r| JobProgressView { r }).collect())
+        rows.iter()
+            .map(|r| model(py, View::JobProgress, r))
+            .collect()
     }
 }
 
@@ -365,16 +369,17 @@ impl WorkflowProgress {
     /// Raises:
     ///     TypeError, ValueError: An argument has the wrong type or value.
     ///     DatabaseError: The database failed.
-    fn get_workflow(
+    fn get_workflow<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         workflow_id: &Bound<'_, PyAny>,
-    ) -> PyResult<Option<WorkflowProgressView>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let id = uuid_arg("workflow_id", workflow_id)?;
         let row = read(py, &self.base.store, |tx| {
             workflow_progress::get_workflow(tx, id)
         })?;
-        Ok(row.map(|r| WorkflowProgressView { r }))
+        row.map(|r| model(py, View::WorkflowProgress, &r))
+            .transpose()
     }
 
     /// Return the workflows' progress rows, newest ``start_time`` first.
@@ -390,21 +395,20 @@ impl WorkflowProgress {
     ///     TypeError, ValueError: An argument has the wrong type or value.
     ///     DatabaseError: The database failed.
     #[pyo3(signature = (user=None, group=None))]
-    fn list_workflows(
+    fn list_workflows<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         user: Option<&Bound<'_, PyAny>>,
         group: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<WorkflowProgressView>> {
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let user = opt_int_arg("user", user)?;
         let group = opt_int_arg("group", group)?;
         let rows = read(py, &self.base.store, |tx| {
             workflow_progress::list_workflows(tx, user, group)
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| WorkflowProgressView { r })
-            .collect())
+        rows.iter()
+            .map(|r| model(py, View::WorkflowProgress, r))
+            .collect()
     }
 }
 
@@ -566,16 +570,17 @@ impl WorkflowAnalytics {
     /// Raises:
     ///     TypeError, ValueError: An argument has the wrong type or value.
     ///     DatabaseError: The database failed.
-    fn get_task_execution(
+    fn get_task_execution<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         task_id: &Bound<'_, PyAny>,
-    ) -> PyResult<Option<TaskExecution>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let id = uuid_arg("task_id", task_id)?;
         let row = read(py, &self.base.store, |tx| {
             workflow_analytics::get_task_execution(tx, id)
         })?;
-        Ok(row.map(|r| TaskExecution { r }))
+        row.map(|r| model(py, View::WorkflowAnalytics, &r))
+            .transpose()
     }
 
     /// Return every row of ``biomero_task_execution``, by ``task_id``.
@@ -585,257 +590,17 @@ impl WorkflowAnalytics {
     ///
     /// Raises:
     ///     DatabaseError: The database failed.
-    fn list_task_executions(&self, py: Python<'_>) -> PyResult<Vec<TaskExecution>> {
+    fn list_task_executions<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let rows = read(
             py,
             &self.base.store,
             workflow_analytics::all_task_executions,
         )?;
-        Ok(rows.into_iter().map(|r| TaskExecution { r }).collect())
+        rows.iter()
+            .map(|r| model(py, View::WorkflowAnalytics, r))
+            .collect()
     }
 }
-
-// ------------------------------------------------------------- row models
-
-/// One column of a row model: its Python value, its JSON-ready value, and
-/// the constructor's reading of it.
-trait Column: Sized {
-    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>>;
-    /// What `to_dict(json=True)` holds: the value `json.dumps` accepts.
-    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.to_py(py)
-    }
-    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self>;
-}
-
-impl Column for i64 {
-    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.into_pyobject(py)?.into_any())
-    }
-    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        int_arg(arg, obj)
-    }
-}
-
-impl Column for String {
-    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.into_pyobject(py)?.into_any())
-    }
-    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        str_arg(arg, obj)
-    }
-}
-
-impl Column for uuid::Uuid {
-    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        uuid_to_py(py, self)
-    }
-    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.hyphenated().to_string().into_pyobject(py)?.into_any())
-    }
-    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        uuid_arg(arg, obj)
-    }
-}
-
-impl Column for chrono::NaiveDateTime {
-    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        naive_to_py(py, self)
-    }
-    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.to_py(py)?.call_method0("isoformat")
-    }
-    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        naive_arg(arg, obj)
-    }
-}
-
-impl<T: Column> Column for Option<T> {
-    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self {
-            Some(v) => v.to_py(py),
-            None => Ok(py.None().into_bound(py)),
-        }
-    }
-    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self {
-            Some(v) => v.to_json(py),
-            None => Ok(py.None().into_bound(py)),
-        }
-    }
-    fn from_py(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        if obj.is_none() {
-            return Ok(None);
-        }
-        T::from_py(arg, obj).map(Some)
-    }
-}
-
-/// A `datetime.datetime`, as naive UTC (an aware one is converted to UTC).
-fn naive_arg(arg: &str, obj: &Bound<'_, PyAny>) -> PyResult<chrono::NaiveDateTime> {
-    let py = obj.py();
-    let datetime = py.import("datetime")?;
-    if !obj.is_instance(&datetime.getattr("datetime")?)? {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "{arg}: expected datetime.datetime, got {}",
-            obj.get_type().name()?
-        )));
-    }
-    let mut t = obj.clone();
-    if !t.getattr("tzinfo")?.is_none() {
-        let utc = datetime.getattr("timezone")?.getattr("utc")?;
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("tzinfo", py.None())?;
-        t = t
-            .call_method1("astimezone", (utc,))?
-            .call_method("replace", (), Some(&kwargs))?;
-    }
-    let text: String = t.call_method1("isoformat", ("T",))?.extract()?;
-    chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f")
-        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("{arg}: {e}")))
-}
-
-/// A constructor argument: `None` (or left out, where it may be) is Python's None.
-fn column<T: Column>(arg: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<T> {
-    match obj {
-        Some(o) => T::from_py(arg, o),
-        None => Python::with_gil(|py| T::from_py(arg, &py.None().into_bound(py))),
-    }
-}
-
-/// Defines an immutable row model: a keyword-only constructor, one read-only
-/// attribute per column, `to_dict()`, `__repr__`, `__eq__`, `__hash__`,
-/// pickling (and so `copy`) and `__tablename__`. A field written `name = None`
-/// may be left out of the constructor.
-macro_rules! row_model {
-    ($(#[$doc:meta])* $cls:ident, $row:ident, $table:expr, [$($field:ident $(= $def:tt)?: $fdoc:literal),* $(,)?]) => {
-        $(#[$doc])*
-        #[pyclass(module = "biomero_rs._core", frozen, eq, hash)]
-        #[derive(PartialEq, Eq, Hash)]
-        pub struct $cls {
-            r: $row,
-        }
-
-        #[pymethods]
-        impl $cls {
-            #[new]
-            #[pyo3(signature = (*, $($field $(= $def)?),*))]
-            #[allow(clippy::too_many_arguments)]
-            fn new($($field: Option<&Bound<'_, PyAny>>),*) -> PyResult<Self> {
-                Ok($cls {
-                    r: $row {
-                        $($field: column(stringify!($field), $field)?),*
-                    },
-                })
-            }
-
-            /// The name of the table this row comes from.
-            #[classattr]
-            fn __tablename__() -> &'static str {
-                $table
-            }
-
-            $(
-                #[doc = $fdoc]
-                #[getter]
-                fn $field<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-                    self.r.$field.to_py(py)
-                }
-            )*
-
-            /// Return the row as a dict of column name to value.
-            ///
-            /// With ``json=True`` the values are the ones ``json.dumps``
-            /// accepts: UUIDs as their canonical text
-            /// (``'0e4b...-...'``) and datetimes as ISO 8601 text
-            /// (``datetime.isoformat()``); other values are unchanged.
-            #[pyo3(signature = (*, json = false))]
-            fn to_dict<'py>(&self, py: Python<'py>, json: bool) -> PyResult<Bound<'py, PyDict>> {
-                let d = PyDict::new(py);
-                $(
-                    let v = if json { self.r.$field.to_json(py)? } else { self.r.$field.to_py(py)? };
-                    d.set_item(stringify!($field), v)?;
-                )*
-                Ok(d)
-            }
-
-            fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-                let mut parts = Vec::new();
-                $( parts.push(format!("{}={}", stringify!($field), self.r.$field.to_py(py)?.repr()?)); )*
-                Ok(format!("{}({})", stringify!($cls), parts.join(", ")))
-            }
-
-            fn __reduce__<'py>(
-                slf: &Bound<'py, Self>,
-            ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-                let py = slf.py();
-                let kwargs = PyDict::new(py);
-                let this = slf.get();
-                $( kwargs.set_item(stringify!($field), this.r.$field.to_py(py)?)?; )*
-                let newobj = py.import("copyreg")?.getattr("__newobj_ex__")?;
-                let args = (slf.get_type(), PyTuple::empty(py), kwargs).into_pyobject(py)?;
-                Ok((newobj, args))
-            }
-        }
-    };
-}
-
-row_model!(
-    /// A row of ``biomero_job_view``: which user and group a Slurm job
-    /// belongs to, and its task.
-    ///
-    /// Immutable; compares, hashes and pickles by value.
-    JobView, JobViewRow, "biomero_job_view", [
-    slurm_job_id: "The Slurm job id.",
-    user: "The OMERO user id.",
-    group: "The OMERO group id.",
-    task_id = None: "The id of the task that ran the job, or None.",
-]);
-
-row_model!(
-    /// A row of ``biomero_job_progress_view``: the last status and progress
-    /// of a Slurm job.
-    ///
-    /// Immutable; compares, hashes and pickles by value.
-    JobProgressView, JobProgressRow, "biomero_job_progress_view", [
-    slurm_job_id: "The Slurm job id.",
-    status: "The job's last status (such as ``'RUNNING'``).",
-    progress = None: "The job's last progress (such as ``'43%'``), or None.",
-]);
-
-row_model!(
-    /// A row of ``biomero_workflow_progress_view``: a workflow's status,
-    /// progress, owner and current task. ``start_time`` is naive UTC.
-    ///
-    /// Immutable; compares, hashes and pickles by value.
-    WorkflowProgressView, WorkflowProgressRow, "biomero_workflow_progress_view", [
-    workflow_id: "The workflow's id.",
-    status = None: "The workflow's status (``'JOB_RUNNING'``, ``'DONE'``, ...), or None.",
-    progress = None: "The workflow's progress (such as ``'67.2%'``), or None.",
-    user = None: "The OMERO user id, or None.",
-    group = None: "The OMERO group id, or None.",
-    name = None: "The workflow's name, or None.",
-    task = None: "The name of the task running now, or None.",
-    main_task_name = None: "The name of the workflow's main (Slurm) task, or None.",
-    start_time: "When the workflow was initiated (naive UTC ``datetime``).",
-]);
-
-row_model!(
-    /// A row of ``biomero_task_execution``: one task's name, version, owner,
-    /// status, times (naive UTC) and error type.
-    ///
-    /// Immutable; compares, hashes and pickles by value.
-    TaskExecution, TaskExecutionRow, "biomero_task_execution", [
-    task_id: "The id of the task.",
-    task_name: "The task's name.",
-    task_version = None: "The task's version, or None.",
-    user_id = None: "The OMERO user id, or None.",
-    group_id = None: "The OMERO group id, or None.",
-    status: "The task's status (``'CREATED'``, ``'COMPLETED'``, ``'FAILED'``, ...).",
-    start_time: "When the task was created (naive UTC ``datetime``).",
-    end_time = None: "When the task completed or failed (naive UTC ``datetime``), or None.",
-    error_type = None: "Why the task failed, or None.",
-]);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Recorder>()?;
@@ -843,10 +608,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<JobProgress>()?;
     m.add_class::<WorkflowProgress>()?;
     m.add_class::<WorkflowAnalytics>()?;
-    m.add_class::<JobView>()?;
-    m.add_class::<JobProgressView>()?;
-    m.add_class::<WorkflowProgressView>()?;
-    m.add_class::<TaskExecution>()?;
+    crate::python::rows::register(m)?;
     Ok(())
 }
 

@@ -15,7 +15,13 @@ MIN_LENGTH = 15  # shorter is a label, not an explanation
 
 
 def _public_members(cls):
-    for name, obj in vars(cls).items():
+    # Members inherited from the package's own classes too (the row models
+    # share their base's methods).
+    members = {}
+    for klass in reversed(cls.__mro__):
+        if klass is cls or klass.__module__.startswith("biomero_rs"):
+            members.update(vars(klass))
+    for name, obj in members.items():
         if name.startswith("_"):
             continue  # constructor arguments are the class docstring's to explain
         if isinstance(obj, str) or (not callable(obj) and not inspect.isdatadescriptor(obj)
