@@ -19,9 +19,13 @@ import pytest
 
 import biomero_rs
 
-BASELINE = "baseline_001"
-HEAD = "views_002"
-ALL_REVISIONS = [BASELINE, HEAD]
+# The revisions, as the migration files name them (NNNN_<id>.sql).
+ALL_REVISIONS = [
+    p.stem.split("_", 1)[1]
+    for p in sorted((Path(__file__).resolve().parents[2] / "migrations" / "sqlite").glob("*.sql"))
+]
+BASELINE = ALL_REVISIONS[0]
+HEAD = ALL_REVISIONS[-1]
 VIEW_TABLES = [
     "biomero_job_view",
     "biomero_job_progress_view",

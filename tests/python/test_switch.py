@@ -22,7 +22,7 @@ import reftool
 from conftest import run_reference
 from reftool import ResultArg, step
 from test_migrations import _cli as cli  # the same runner of the command
-from test_migrations import execute, tables  # the same SQL helpers
+from test_migrations import HEAD, execute, tables  # the same SQL helpers
 
 ENV_VARS = ("BIOMERO_RUN_MIGRATIONS", "BIOMERO_ALLOW_AUTO_STAMP")
 VIEW_TABLES = {
@@ -146,7 +146,7 @@ def test_python_database_is_adopted_and_corrected_without_env_vars(db):
     assert lagging != rebuilt_rows_copy(db)
     assert db.rows("SELECT user_id FROM biomero_task_execution") != [(5,), (5,)]
     tracker = biomero_rs.WorkflowTracker(db.url)  # adopts, corrects
-    assert db.rows("SELECT version_num FROM alembic_version_biomero") == [("views_002",)]
+    assert db.rows("SELECT version_num FROM alembic_version_biomero") == [(HEAD,)]
     rows = view_rows(db)
     assert sorted(r[3] for r in rows["biomero_task_execution"]) == ["5", "5"]
     assert rows["biomero_workflow_progress_view"][0][7] == "cellpose"
