@@ -246,7 +246,7 @@ fn apply(tx: &mut dyn Tx, sql: &str) -> Result<()> {
         if code.trim().is_empty() {
             continue;
         }
-        if let Some((table, column)) = added_column(&code) {
+        if let Some((table, column)) = added_column(code) {
             let exists = catalog::columns(tx, &table)?
                 .iter()
                 .any(|c| c.name == column);

@@ -297,12 +297,26 @@ def run_rs(url, steps, queries, checkpoints):
             "queries": answers, "checkpoints": snapshots}
 
 
+# Per row model, the columns biomero_rs's migrations added after the
+# baseline: the reference has none of them to compare with (they are checked
+# against the event log in test_workflow_id.py and by verify).
+ADDED_COLUMNS = {
+    d["model"]: {c["name"] for c in d["columns"] if c["since"]} for d in biomero_rs.view_definitions()
+}
+
+
+def _reference_columns(row):
+    """The row as a dict of the columns the reference has."""
+    added = ADDED_COLUMNS[type(row).__name__]
+    return {k: v for k, v in row.to_dict().items() if k not in added}
+
+
 def rs_tables(url):
     return {
-        "jobs": [r.to_dict() for r in biomero_rs.JobAccounting(url).list_jobs()],
-        "job_progress": [r.to_dict() for r in biomero_rs.JobProgress(url).list_job_progress()],
-        "workflows": [r.to_dict() for r in biomero_rs.WorkflowProgress(url).list_workflows()],
-        "tasks": [r.to_dict() for r in biomero_rs.WorkflowAnalytics(url).list_task_executions()],
+        "jobs": [_reference_columns(r) for r in biomero_rs.JobAccounting(url).list_jobs()],
+        "job_progress": [_reference_columns(r) for r in biomero_rs.JobProgress(url).list_job_progress()],
+        "workflows": [_reference_columns(r) for r in biomero_rs.WorkflowProgress(url).list_workflows()],
+        "tasks": [_reference_columns(r) for r in biomero_rs.WorkflowAnalytics(url).list_task_executions()],
     }
 
 
@@ -677,7 +691,10 @@ def test_biomero_sqlalchemy_models_read_the_rows_biomero_rs_wrote(db, biomero_da
                 model = getattr(bdb, model_name)
                 assert rows[0].__tablename__ == model.__tablename__
                 columns = [c.name for c in model.__table__.columns]
-                assert set(columns) == set(rows[0].to_dict()), model_name
+                # Ours has the reference's columns and those added after the
+                # baseline by biomero_rs's migrations (the reference's model
+                # does not map them; it reads and writes the rest).
+                assert set(columns) == set(rows[0].to_dict()) - ADDED_COLUMNS[model_name], model_name
                 pk = model.__table__.primary_key.columns.keys()[0]
                 theirs = {getattr(m, pk): m for m in session.query(model).all()}
                 assert set(theirs) == {getattr(r, pk) for r in rows}, model_name
