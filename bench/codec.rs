@@ -7,7 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// A TaskCreated like the ones BIOMERO writes (the STORAGE.md example, with
+/// A TaskCreated like the ones BIOMERO writes (the example of docs/storage.md, with
 /// a few more inputs and parameters).
 pub fn task_created() -> Event {
     Event {

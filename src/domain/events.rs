@@ -1,5 +1,5 @@
 //! The domain events of the WorkflowRun and Task aggregates, their topics, and
-//! their `state` bytes as STORAGE.md defines them.
+//! their `state` bytes as docs/storage.md defines them.
 
 use crate::domain::codec;
 pub use crate::domain::event_type::{EventType, TASK_TOPIC, WORKFLOW_RUN_TOPIC};
@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn task_created_state_is_byte_identical_to_python() {
-        // The real example row of STORAGE.md.
+        // The real example row of docs/storage.md.
         let wf = Uuid::parse_str("724e55e58b044a2fa7b2cc652e955e43").unwrap();
         let ev = Event {
             originator_id: Uuid::new_v4(),

@@ -1,10 +1,10 @@
 //! Correction of the view rows after another writer.
 //!
 //! Python BIOMERO 2.8.3 with its listeners projects events too, and its rows
-//! can be wrong (it delays some writes until a later event, PROJECTIONS.md
-//! docs/projections.md, "Rules for every view"). Its tracking rows then
-//! say the events were projected, so a plain catch-up would never revisit
-//! them.
+//! can be wrong (it delays some writes until a later event and keeps facts in
+//! process memory; docs/projections.md, "Rules for every view"). Its
+//! tracking rows then say the events were projected, so a plain catch-up
+//! would never revisit them.
 //!
 //! biomero_rs therefore records, next to each projector's tracking row
 //! (application name `WorkflowTracker`, which Python reads and writes), a

@@ -76,7 +76,7 @@ impl Notification {
 }
 
 /// A value bound to or read from SQL, whatever the backend's column type.
-/// UUIDs and times are written in each backend's own format (STORAGE.md).
+/// UUIDs and times are written in each backend's own format (docs/storage.md).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sql {
     Null,

@@ -388,7 +388,7 @@ def _view_memory(listeners):
     """The rows the listeners' in-memory state stands for: what each table
     would hold if every listener wrote its state after every event (the
     reference defers some writes to the next event of the row, fix 2 of
-    PROJECTIONS.md)."""
+    docs/projections.md)."""
     ja, jp = listeners["job_accounting"], listeners["job_progress"]
     wfp, wfa = listeners["workflow_progress"], listeners["workflow_analytics"]
     jobs = [{"slurm_job_id": int(j), "user": u, "group": g, "task_id": t}

@@ -1,6 +1,6 @@
 """Compatibility with the reference package (biomero 2.8.3 on eventsourcing
 9.5.4 / eventsourcing_sqlalchemy 1.0.1), run in its own process by reftool.py,
-on each backend (STORAGE.md):
+on each backend (docs/storage.md):
 
 (a) a store the reference wrote is read by biomero_rs with equal state;
 (b) a store biomero_rs wrote is read by the reference with equal state;

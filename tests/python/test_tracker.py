@@ -1,5 +1,5 @@
 """The Python API of biomero_rs's WorkflowTracker, end to end on each backend
-(API.md and STORAGE.md): every command and event, the notification log, the
+(docs/storage.md): every command and event, the notification log, the
 aggregates' state, argument checking, URLs, logging, the memory database."""
 
 import datetime
@@ -23,7 +23,7 @@ from biomero_rs import (
 UTC = datetime.timezone.utc
 P = "biomero.eventsourcing:"
 
-# STORAGE.md: the keys of each event's state, in order.
+# docs/storage.md: the keys of each event's state, in order.
 STATE_KEYS = {
     P + "WorkflowRun.WorkflowInitiated": ["timestamp", "originator_topic", "name", "description", "user", "group"],
     P + "WorkflowRun.TaskAdded": ["timestamp", "task_id"],
@@ -153,7 +153,7 @@ def test_every_command_writes_its_events_in_order(db, tracker):
         assert isinstance(n.originator_id, uuid.UUID)
         assert isinstance(n.state, bytes)
 
-    # The state bytes: key order of STORAGE.md, compact JSON exactly as
+    # The state bytes: key order of docs/storage.md, compact JSON exactly as
     # Python's json module writes it, typed values wrapped.
     for n in log:
         state = load_state(n)

@@ -134,7 +134,7 @@ def test_same_commands_give_the_reference_listeners_state_after_every_command(db
     check_query_answers([QUERIES[i] for i in jobs], {**ref, "queries": [ref["queries"][i] for i in jobs]},
                         {**rs, "queries": [rs["queries"][i] for i in jobs]}, ref_names, rs_names, db.backend)
     # Analytics queries with user/group filters: the answer the reference's
-    # state gives (its table lags behind it for task owners, PROJECTIONS.md
+    # state gives (its table lags behind it for task owners, docs/projections.md
     # fix 2, so its own filtered answers miss rows); durations from each
     # side's own times.
     for q, answer in zip(QUERIES, rs["queries"]):
