@@ -1,4 +1,4 @@
-//! The four view projectors against PROJECTIONS.md, through the Tracker and
+//! The four view projectors against docs/projections.md, through the Tracker and
 //! the read-side queries. Every scenario runs on a fresh SQLite file and, when
 //! a Postgres server is reachable at 127.0.0.1:5432 (user postgres, trust
 //! auth), on a freshly created Postgres database as well.
@@ -637,8 +637,9 @@ fn workflow_analytics_rows(url: &str) {
             start_time: created,
             end_time: None,
             error_type: None,
+            workflow_id: Some(wf),
         },
-        "TaskAdded writes user_id/group_id at once"
+        "TaskAdded writes user_id/group_id at once; TaskCreated the workflow"
     );
     t.start_task(a).unwrap();
     assert_eq!(
@@ -855,7 +856,7 @@ fn analytics_queries(url: &str) {
     assert_rebuild_matches(&t);
 }
 
-/// PROJECTIONS.md fix 1: process A initiates and adds a task, process B adds
+/// docs/projections.md, "Rules for every view": process A initiates and adds a task, process B adds
 /// the job, sets the status and completes the workflow; and writers without
 /// projectors in between.
 fn writers_without_views_and_two_trackers(url: &str) {

@@ -1,7 +1,7 @@
 """The four biomero_* views against the real biomero 2.8.3, on each backend.
 
 1. Differential: a seeded random BIOMERO-shaped workload (interleaved
-   workflows; every task-name category of PROJECTIONS.md; recycled and
+   workflows; every task-name category of docs/projections.md; recycled and
    multiple Slurm job ids; status and progress updates including odd
    progress texts that Python's ``int()`` accepts; completions, failures,
    abandoned workflows) runs through the reference WITH its four listeners
@@ -57,7 +57,7 @@
    non-str progress values (AttributeError on ``strip``);
    tests/projections.rs covers biomero_rs's handling of them.
 
-2. The restart scenario of PROJECTIONS.md fix 1 in real separate processes,
+2. The restart scenario of docs/projections.md, "Rules for every view" in real separate processes,
    for biomero_rs (correct rows, equal to a rebuild) and the reference with
    its listeners (the documented wrong rows).
 
@@ -236,7 +236,7 @@ def checkpoints_for(steps, every=20):
 
 
 def category(task_name):
-    """The status rule of PROJECTIONS.md a task name falls under."""
+    """The status rule of docs/projections.md a task name falls under."""
     n = task_name.lower()
     if n == "_slurm_image_transfer.py":
         return "transfer"
@@ -623,7 +623,7 @@ def test_restart_between_processes_gives_correct_rows(db, tmp_path):
     assert rs_tables(db.url) == tables
 
     # The reference with its listeners, in two processes the same way: its
-    # projectors' state died with process A (PROJECTIONS.md fix 1).
+    # projectors' state died with process A (docs/projections.md, "Rules for every view").
     (tmp_path / "ref").mkdir()
     ref_db = Database(db.backend, tmp_path / "ref")
     try:
@@ -712,7 +712,7 @@ def test_biomero_sqlalchemy_models_read_the_rows_biomero_rs_wrote(db, biomero_da
         engine.dispose()
 
     if db.backend == "sqlite":
-        # The cells as SQLAlchemy writes them (STORAGE.md), which its
+        # The cells as SQLAlchemy writes them (docs/storage.md), which its
         # lenient parsing alone would not show.
         uuid_re, time_re = r"^[0-9a-f]{32}$", r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$"
         for sql, patterns in (
@@ -765,7 +765,7 @@ def test_progress_interpolation_follows_pythons_int(sqlite_db, progress):
     task = t.add_task_to_workflow(wf, "cellpose", "1", {}, {})
     t.update_task_progress(task, progress)
     t.update_task_status(task, "RUNNING")
-    # Where the reference raises, biomero_rs keeps "50%" (PROJECTIONS.md).
+    # Where the reference raises, biomero_rs keeps "50%" (docs/projections.md).
     assert biomero_rs.WorkflowProgress(sqlite_db.url).get_workflow(wf).progress == (
         reference_progress(progress) or "50%")
 

@@ -230,8 +230,11 @@ def test_database_of_python_biomero_is_adopted_and_upgraded(db):
     assert stamp(db) == [HEAD]
     assert HEAD_INDEXES <= indexes(db)
     # Data kept: the rows the reference left are complete here (its last
-    # event, a progress update, wrote them), so the correction keeps them.
-    assert view_rows(db) == before
+    # event, a progress update, wrote them), so the correction keeps them;
+    # the columns added after the baseline are filled from the log.
+    after = view_rows(db)
+    assert {t: [r[:len(before[t][0])] for r in rows] for t, rows in after.items()} == before
+    assert all(r[-1] is not None for r in after["biomero_task_execution"])
     assert db.rows("SELECT COUNT(*) FROM workflowtracker_events")[0][0] == events
 
     # And biomero_rs keeps working on it, as does the reference's reading of it.
@@ -250,7 +253,7 @@ def test_create_all_schema_is_adopted_by_explicit_migrate(db):
             (77, "RUNNING", "10%"),
         ),
     )
-    assert biomero_rs.run_migrations(db.url) == [HEAD]  # baseline stamped, not applied
+    assert biomero_rs.run_migrations(db.url) == ALL_REVISIONS[1:]  # baseline stamped, not applied
     assert stamp(db) == [HEAD]
     assert HEAD_INDEXES <= indexes(db)
     assert db.rows("SELECT slurm_job_id, status, progress FROM biomero_job_progress_view") == [
@@ -261,7 +264,7 @@ def test_create_all_schema_is_adopted_by_explicit_migrate(db):
 def test_partial_schema_gets_the_missing_tables(db):
     create_all(db)
     execute(db, "DROP TABLE biomero_task_execution", "DROP TABLE biomero_job_view")
-    assert biomero_rs.run_migrations(db.url) == [HEAD]
+    assert biomero_rs.run_migrations(db.url) == ALL_REVISIONS[1:]
     assert set(VIEW_TABLES) <= tables(db)
     assert stamp(db) == [HEAD]
     assert HEAD_INDEXES <= indexes(db)
@@ -319,19 +322,28 @@ def test_run_migrations_0_touches_nothing(db):
     assert not set(VIEW_TABLES) & tables(db)
     assert stamp(db) is None
 
-    # At baseline_001: the tracker starts on the tables as they are, no upgrade.
+    # At baseline_001 the tables lack the columns later revisions add: the
+    # tracker refuses to start (its writes would fail) and says which and
+    # what to do; nothing is upgraded.
     stamped_baseline(db)
     before_indexes = indexes(db)
     out = python(START_TRACKER, db.url, env={"BIOMERO_RUN_MIGRATIONS": "0"})
-    assert out.returncode == 0, out.stderr
+    assert out.returncode != 0
+    assert "biomero_task_execution.workflow_id" in out.stderr and "biomero-rs migrate" in out.stderr
     assert stamp(db) == [BASELINE]
     assert indexes(db) == before_indexes
 
-    # Unstamped create_all tables are used as they are too (not stamped).
+    # Unstamped create_all tables likewise (not stamped).
     execute(db, "DROP TABLE alembic_version_biomero")
     out = python(START_TRACKER, db.url, env={"BIOMERO_RUN_MIGRATIONS": "0"})
-    assert out.returncode == 0, out.stderr
+    assert out.returncode != 0 and "biomero-rs migrate" in out.stderr
     assert stamp(db) is None
+
+    # Migrated by hand to head, the tracker starts and changes nothing.
+    assert biomero_rs.run_migrations(db.url)
+    out = python(START_TRACKER, db.url, env={"BIOMERO_RUN_MIGRATIONS": "0"})
+    assert out.returncode == 0, out.stderr
+    assert stamp(db) == [HEAD]
 
     # A bad value is an error, not a guess.
     out = python(START_TRACKER, db.url, env={"BIOMERO_RUN_MIGRATIONS": "maybe"})
@@ -404,7 +416,7 @@ def _cli(*args, env=None):
 def test_cli_migrate(db):
     out = _cli("migrate", "--url", db.url)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"applied: {BASELINE}, {HEAD}"
+    assert out.stdout.strip() == f"applied: {', '.join(ALL_REVISIONS)}"
     out = _cli("migrate", "--url", db.url)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "view tables are up to date"

@@ -4,7 +4,7 @@ The reference runs in subprocesses (``reftool.py views``: biomero 2.8.3
 with its four listeners, as BIOMERO's SlurmClient wires them); biomero_rs
 runs in this process with the BIOMERO_* switches unset. "Right" means: the
 four view tables equal what a rebuild from the whole log gives
-(PROJECTIONS.md applied to the whole log; the rebuild itself is checked
+(docs/projections.md applied to the whole log; the rebuild itself is checked
 against the reference in test_differential.py).
 """
 
@@ -298,10 +298,13 @@ def test_view_table_of_another_shape_is_refused_naming_each_difference(db):
 
 
 def test_run_migrations_0_on_a_python_database_only_checks(db):
+    # Python's tables lack the columns biomero_rs's later revisions add:
+    # the start is refused, naming them and the fix, and nothing changes.
     reference(db, STEPS[:3])
     before = tables(db)
     out = start_in_subprocess(db.url, {"BIOMERO_RUN_MIGRATIONS": "0"})
-    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    assert "biomero_task_execution.workflow_id" in text and "biomero-rs migrate" in text
     assert tables(db) == before
     assert "alembic_version_biomero" not in before
 
@@ -352,7 +355,7 @@ def test_verify_is_read_only_on_a_python_database(db):
         execute(db, "PRAGMA journal_mode=DELETE")
         mode = journal_mode(db)
     out = cli("verify", "--url", db.url, "--json")
-    # Python left rows that lag (PROJECTIONS.md fix 2): verify shows them.
+    # Python left rows that lag (docs/projections.md, "Rules for every view"): verify shows them.
     assert out.returncode == 1, out.stderr
     diffs = json.loads(out.stdout)
     assert {(d["table"], d["column"]) for d in diffs} >= {

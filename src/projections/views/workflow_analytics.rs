@@ -2,7 +2,8 @@
 //! (from its workflow), status, start and end times and error
 //! (docs/projections.md, "biomero_task_execution").
 //!
-//! TaskCreated writes the row from the log; TaskAdded fills in the owner;
+//! TaskCreated writes the row from the log (with the workflow it names);
+//! TaskAdded fills in the owner;
 //! later events change the columns they determine (one `UPDATE`, or in
 //! memory during a catch-up).
 
@@ -32,6 +33,8 @@ view_row! {
     start_time: NaiveDateTime => "When the task was created (naive UTC ``datetime``).",
     end_time: Option<NaiveDateTime> => "When the task completed or failed (naive UTC ``datetime``), or None.",
     error_type: Option<String> => "Why the task failed, or None.",
+    #[since = "views_003"]
+    workflow_id: Option<Uuid> => "The id of the workflow the task was created for, or None (rows written by Python BIOMERO until biomero_rs derives them again).",
 }
 
 impl ViewRow for TaskExecutionRow {
@@ -202,6 +205,7 @@ fn task_created(ctx: &mut Ctx<'_>, task_id: Uuid) -> Result<()> {
         start_time: task.created.naive_utc(),
         end_time: None,
         error_type: None,
+        workflow_id: Some(task.workflow_id),
     };
     log::debug!("[WFA] Updated/Inserted task execution into view table: {row:?}");
     ctx.put::<WorkflowAnalytics>(row)
