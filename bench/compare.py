@@ -4,6 +4,7 @@
 
     python bench/compare.py [--backend sqlite|postgres|all] [--workflows N]
                             [--seed S] [--rounds R] [--quick]
+                            [--rs-path DIR] [--rs-baseline DIR]
 
 One run, per backend and per round, each on a fresh database:
 
@@ -24,6 +25,13 @@ sides are compared, so both really did the same work.
 
 Then ``repository.get`` of a task with 1,000 events (written once by
 biomero_rs; the same rows are read by both sides).
+
+``--rs-baseline DIR`` measures another build of biomero_rs (e.g. that of an
+earlier commit, installed with ``pip install --target DIR``) in the same run:
+each measurement of ``biomero_rs`` (and ``biomero_rs normal``) is paired with
+one of ``biomero_rs baseline``, whose worker has DIR first on PYTHONPATH (as
+``--rs-path`` does for ``biomero_rs``), the two in alternating order, and the
+report adds ours/baseline ratios per case.
 
 Postgres: ``--pg postgresql://postgres@127.0.0.1:5432`` (default, or
 BIOMERO_BENCH_PG); the script creates and drops its own ``biomero_bench_*``
@@ -47,6 +55,8 @@ import types
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+BASELINE = " baseline"  # label suffix of the runs on the --rs-baseline build
+SLOWER = 0.05  # ours more than this much slower than the baseline is flagged
 PG_DEFAULT = os.environ.get("BIOMERO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 VIEW_TABLES = (
     "biomero_job_view",
@@ -376,13 +386,19 @@ class Bench:
         self.env = dict(os.environ)
         self.env.pop("SQLALCHEMY_URL", None)
         self.env["PERSISTENCE_MODULE"] = "eventsourcing_sqlalchemy"
+        self.base_env = None  # the workers of the baseline build (--rs-baseline)
+        if opts.rs_baseline:
+            self.base_env = dict(self.env)
+            self.base_env["PYTHONPATH"] = opts.rs_baseline + os.pathsep + self.env.get("PYTHONPATH", "")
         if opts.rs_path:
             self.env["PYTHONPATH"] = opts.rs_path + os.pathsep + self.env.get("PYTHONPATH", "")
 
-    def worker(self, kind, **args):
+    def worker(self, kind, base=False, **args):
+        """Runs ``kind`` in a fresh process; ``base``: with the baseline build."""
+        env = self.base_env if base else self.env
         proc = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--worker", kind, json.dumps(args)],
-            capture_output=True, text=True, env=self.env, timeout=3600)
+            capture_output=True, text=True, env=env, timeout=3600)
         if proc.returncode != 0:
             raise WorkerError(f"worker {kind} {args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -449,10 +465,10 @@ class Bench:
                 return lambda: self.worker("raw_sqlite", path=self.fresh_sqlite(), journal=journal,
                                            sync=sync, seconds=raw_s)
 
-            def run(impl, query=""):
+            def run(impl, query="", base=False):
                 def go():
                     path = self.fresh_sqlite()
-                    r = self.worker("run", impl=impl, url=f"sqlite:///{path}{query}",
+                    r = self.worker("run", base=base, impl=impl, url=f"sqlite:///{path}{query}",
                                     n_workflows=o.workflows, seed=o.seed)
                     r["counts"] = self.counts("sqlite", path)
                     return r
@@ -460,14 +476,15 @@ class Bench:
 
             # Each contender next to the raw run of its own settings, so that
             # the two see the same machine (see paired ratios in report()).
-            return [
+            return self.with_baseline([
                 ("raw WAL+FULL", raw("WAL", "FULL")),
                 ("biomero_rs", run("rs")),
                 ("raw WAL+NORMAL", raw("WAL", "NORMAL")),
                 ("biomero_rs normal", run("rs", "?synchronous=normal")),
                 ("raw DELETE+FULL", raw("DELETE", "FULL")),
                 ("reference", run("ref")),
-            ]
+            ], {"biomero_rs": run("rs", base=True),
+                "biomero_rs normal": run("rs", "?synchronous=normal", base=True)})
 
         def raw_pg():
             name = self.fresh_pg()
@@ -476,21 +493,37 @@ class Bench:
             finally:
                 self.drop_pg(name)
 
-        def run_pg(impl):
+        def run_pg(impl, base=False):
             def go():
                 name = self.fresh_pg()
                 try:
                     url = f"{o.pg}/{name}"
                     if impl == "ref":
                         url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
-                    r = self.worker("run", impl=impl, url=url, n_workflows=o.workflows, seed=o.seed)
+                    r = self.worker("run", base=base, impl=impl, url=url, n_workflows=o.workflows,
+                                    seed=o.seed)
                     r["counts"] = self.counts("postgres", name)
                     return r
                 finally:
                     self.drop_pg(name)
             return go
 
-        return [("raw 1 client", raw_pg), ("biomero_rs", run_pg("rs")), ("reference", run_pg("ref"))]
+        return self.with_baseline(
+            [("raw 1 client", raw_pg), ("biomero_rs", run_pg("rs")), ("reference", run_pg("ref"))],
+            {"biomero_rs": run_pg("rs", base=True)})
+
+    def with_baseline(self, cs, base):
+        """``cs`` with, right after each contender named in ``base``, its run
+        on the baseline build (when --rs-baseline is given); reversing the list
+        in odd rounds then also swaps the order of each pair."""
+        if self.base_env is None:
+            return cs
+        out = []
+        for label, go in cs:
+            out.append((label, go))
+            if label in base:
+                out.append((label + BASELINE, base[label]))
+        return out
 
     def get_bench(self, backend):
         o = self.opts
@@ -506,11 +539,13 @@ class Bench:
             task = self.worker("prep_get", url=url, n_events=1000, sqlite_path=path)["task"]
             out = {}
             for rnd in range(o.rounds):
-                order = [("biomero_rs", "rs", url), ("reference", "ref", ref_url)]
+                order = [("biomero_rs", "rs", url, False), ("reference", "ref", ref_url, False)]
+                if self.base_env is not None:
+                    order.insert(1, ("biomero_rs" + BASELINE, "rs", url, True))
                 if rnd % 2:
                     order.reverse()
-                for label, impl, u in order:
-                    r = self.worker("get", impl=impl, url=u, task_hex=task, reps=o.get_reps)
+                for label, impl, u, base in order:
+                    r = self.worker("get", base=base, impl=impl, url=u, task_hex=task, reps=o.get_reps)
                     out.setdefault(label, []).extend(r["lat"])
             return out
         finally:
@@ -605,7 +640,8 @@ def report(results, gets, opts):
     for (backend, label), agg in results.items():
         lat = sorted(agg["lat"])
         rate = statistics.median(agg["rates"])
-        settings = SETTINGS.get((backend, label), "")
+        ours = label.removesuffix(BASELINE)
+        settings = SETTINGS.get((backend, ours), "")
         info = agg.get("info", {})
         if label == "reference" and info.get("journal_mode"):
             settings = (f"journal_mode={info['journal_mode']}, synchronous={info['synchronous']} "
@@ -620,7 +656,7 @@ def report(results, gets, opts):
         if label.startswith("biomero_rs") and ref:
             vs_ref = f"{paired(agg, ref):.1f}x"
         of_raw = ""
-        raw = results.get((backend, RAW_OF.get((backend, label), "")))
+        raw = results.get((backend, RAW_OF.get((backend, ours), "")))
         if raw:
             of_raw = f"{100 * paired(agg, raw):.1f}%"
         rows.append([backend, label, settings, agg["n"], f"{rate:,.0f}",
@@ -648,15 +684,21 @@ def report(results, gets, opts):
 
     grows = []
     for backend, g in gets.items():
-        rs, ref = sorted(g.get("biomero_rs", [])), sorted(g.get("reference", []))
-        for label, lat in (("biomero_rs", rs), ("reference", ref)):
+        ref = sorted(g.get("reference", []))
+        for label in ("biomero_rs", "biomero_rs" + BASELINE, "reference"):
+            if label.endswith(BASELINE) and label not in g:
+                continue
+            lat = sorted(g.get(label, []))
             ratio = ""
-            if label == "biomero_rs" and ref:
-                ratio = f"{pct(ref, 0.5) / pct(rs, 0.5):.0f}x"
+            if label.startswith("biomero_rs") and ref:
+                ratio = f"{pct(ref, 0.5) / pct(lat, 0.5):.0f}x"
             grows.append([backend, label, len(lat), f"{pct(lat, 0.5):.3f}", f"{pct(lat, 0.99):.3f}", ratio])
     print()
     print("== repository.get of a task with 1,000 events ==")
     print(table(["backend", "implementation", "gets", "median ms", "p99 ms", "ratio vs reference"], grows))
+
+    if opts.rs_baseline:
+        report_baseline(results, gets, opts)
 
     # targets of the issue
     print()
@@ -688,14 +730,48 @@ def report(results, gets, opts):
             m = pct(rs, 0.5)
             print(f"{backend} repository.get 1,000 events < 1 ms median: {m:.3f} ms -> "
                   f"{'met' if m < 1 else 'MISSED'}")
-    mods = {agg["info"].get("module") for agg in results.values() if agg.get("info", {}).get("module")}
-    for m in mods:
+    mods = {}  # module -> the contender that loaded it
+    for (_, label), agg in results.items():
+        if agg.get("info", {}).get("module"):
+            mods.setdefault(agg["info"]["module"], "biomero_rs" + BASELINE if label.endswith(BASELINE)
+                            else "biomero_rs")
+    for m, who in mods.items():
         size = os.path.getsize(m) if os.path.exists(m) else 0
-        print(f"biomero_rs module: {m} ({size / 1e6:.1f} MB)")
+        print(f"{who} module: {m} ({size / 1e6:.1f} MB)")
         if size > 20e6:
             print("  (that size suggests a debug build: measure a release build, "
                   "`maturin develop --release`)")
     print("Absolute numbers vary between machines (mostly with fsync latency); compare ratios.")
+
+
+def report_baseline(results, gets, opts):
+    """One line per case: ours / the baseline build's."""
+    print()
+    print(f"== biomero_rs vs baseline ({opts.rs_baseline}) ==")
+    slower = []
+    for (backend, label), agg in results.items():
+        base = results.get((backend, label + BASELINE))
+        if not base:
+            continue
+        ratio = paired(agg, base)  # throughput: above 1 is faster
+        flag = ratio < 1 - SLOWER
+        print(f"{backend} commands, {label}: {statistics.median(agg['rates']):,.0f} vs "
+              f"{statistics.median(base['rates']):,.0f} cmd/s -> ours/baseline {ratio:.3f} "
+              f"(throughput){' SLOWER by more than 5%' if flag else ''}")
+        if flag:
+            slower.append(f"{backend} {label}")
+    for backend, g in gets.items():
+        rs, base = sorted(g.get("biomero_rs", [])), sorted(g.get("biomero_rs" + BASELINE, []))
+        if not rs or not base:
+            continue
+        ratio = pct(rs, 0.5) / pct(base, 0.5)  # latency: above 1 is slower
+        flag = ratio > 1 + SLOWER
+        print(f"{backend} repository.get: {pct(rs, 0.5):.3f} vs {pct(base, 0.5):.3f} ms median -> "
+              f"ours/baseline {ratio:.3f} (latency){' SLOWER by more than 5%' if flag else ''}")
+        if flag:
+            slower.append(f"{backend} repository.get")
+    print("Commands: median over rounds of the ratio within each round; gets: ratio of the medians. "
+          "Slower by more than 5%: " + (", ".join(slower) if slower else "none") + ".")
 
 
 def main(argv=None):
@@ -711,6 +787,8 @@ def main(argv=None):
     p.add_argument("--get-reps", type=int, default=None, help="timed gets per process (default 200)")
     p.add_argument("--pg", default=PG_DEFAULT, help="Postgres server URL without database")
     p.add_argument("--rs-path", default=None, help="directory to put first on PYTHONPATH for biomero_rs")
+    p.add_argument("--rs-baseline", default=None,
+                   help="directory of another biomero_rs build to measure next to it (\"biomero_rs baseline\")")
     p.add_argument("--quick", action="store_true", help="small workload, a smoke test")
     opts = p.parse_args(argv)
     if opts.workflows is None:
