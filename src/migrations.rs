@@ -365,13 +365,20 @@ pub fn migrate(tx: &mut dyn Tx, adopt: Adopt) -> Result<Vec<String>> {
         }
         Some(id) => {
             let at = position(backend, id)?;
-            if !st.missing.is_empty() {
-                // Stamped but tables were dropped: recreate them as of the
-                // stamped revision (every revision's SQL is idempotent).
+            let lacking = missing_columns(tx)?;
+            if !st.missing.is_empty() || (at + 1 == REVISIONS.len() && !lacking.is_empty()) {
+                // Stamped but tables (or, at head, columns) were dropped:
+                // make them again as of the stamped revision (every
+                // revision's SQL is idempotent).
                 log::warn!(
-                    "biomero_rs migrations: the view tables {} are missing although the database \
-                     is stamped {id}; recreating them",
-                    st.missing.join(", ")
+                    "biomero_rs migrations: {} missing although the database is stamped {id}; \
+                     recreating them",
+                    st.missing
+                        .iter()
+                        .map(|t| t.to_string())
+                        .chain(lacking)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 for rev in &REVISIONS[..=at] {
                     apply(tx, rev.sql(backend))?;
@@ -425,7 +432,10 @@ fn known_at_head(store: &dyn EventStore) -> bool {
 /// there), then one write transaction under the migration lock.
 pub fn run_with(store: &dyn EventStore, adopt: Adopt) -> Result<Vec<String>> {
     let current = store::read_tx(store, state)?;
-    if current.at_head() {
+    // At head by its stamp, but a table lacks a column (made again by hand
+    // or by another tool): migrate, which runs the revisions again.
+    let lacking = store::read_tx(store, missing_columns)?;
+    if current.at_head() && lacking.is_empty() {
         remember(store);
         return Ok(Vec::new());
     }

@@ -198,13 +198,19 @@ impl Row {
         Ok(format!("{}({})", self.spec().model, parts.join(", ")))
     }
 
-    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+    /// Equal to a row of the same view with the same values; other objects
+    /// decide for themselves (`NotImplemented`).
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> PyObject {
+        let py = other.py();
         match other.downcast::<Row>() {
             Ok(o) => {
                 let o = o.get();
-                o.view == self.view && o.cells == self.cells
+                let same = o.view == self.view && o.cells == self.cells;
+                same.into_pyobject(py)
+                    .map(|b| b.to_owned().into_any().unbind())
+                    .unwrap_or_else(|_| py.NotImplemented())
             }
-            Err(_) => false,
+            Err(_) => py.NotImplemented(),
         }
     }
 
@@ -251,7 +257,13 @@ fn field<'py>(
               -> PyResult<PyObject> {
             let obj = args.get_item(0)?;
             let row = obj.downcast::<Row>()?;
-            Ok(cell_to_py(args.py(), &row.get().cells[index])?.unbind())
+            let cell = row.get().cells.get(index).ok_or_else(|| {
+                pyo3::exceptions::PyAttributeError::new_err(format!(
+                    "{} is not a column of this row",
+                    column.name
+                ))
+            })?;
+            Ok(cell_to_py(args.py(), cell)?.unbind())
         },
     )?;
     let builtins = py.import("builtins")?;

@@ -163,3 +163,24 @@ def test_run_migrations_0_refuses_tables_without_the_column(db):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode != 0
     assert "biomero_task_execution.workflow_id" in out.stderr and "biomero-rs migrate" in out.stderr
+
+
+def test_a_dropped_column_is_made_again_at_head(db):
+    tracker = biomero_rs.WorkflowTracker(db.url)
+    wf = tracker.initiate_workflow("wf", "d", 5, 7)
+    task = tracker.add_task_to_workflow(wf, "cellpose", "1", {}, {})
+    tracker.close()
+    biomero_rs._core.close_store(db.url)
+    execute(db, "DROP INDEX IF EXISTS ix_biomero_task_execution_workflow_id",
+            "ALTER TABLE biomero_task_execution DROP COLUMN workflow_id")
+    start_in_subprocess(db)
+    assert db.rows("SELECT version_num FROM alembic_version_biomero") == [(HEAD,)]
+    assert workflow_ids(db) == {task: wf}  # and filled again
+
+
+def test_rows_leave_other_comparisons_to_the_other_object():
+    from unittest import mock
+
+    row = biomero_rs.JobView(slurm_job_id=5, user=3, group=7)
+    assert row == mock.ANY and mock.ANY == row
+    assert row != 5 and (row == 5) is False
