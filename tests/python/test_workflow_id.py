@@ -51,6 +51,17 @@ def start_in_subprocess(db):
     assert out.returncode == 0, out.stderr
 
 
+def one_task_then_closed(db):
+    """A workflow with one task written by biomero_rs, whose store this
+    process then closes (the next start is a fresh one)."""
+    tracker = biomero_rs.WorkflowTracker(db.url)
+    wf = tracker.initiate_workflow("wf", "d", 5, 7)
+    task = tracker.add_task_to_workflow(wf, "cellpose", "1", {}, {})
+    tracker.close()
+    biomero_rs._core.close_store(db.url)
+    return wf, task
+
+
 def test_filled_live_and_shown_by_the_model(db):
     tracker = biomero_rs.WorkflowTracker(db.url)
     wf = tracker.initiate_workflow("wf", "d", 5, 7)
@@ -137,11 +148,7 @@ def test_python_goes_on_reading_and_writing_after_the_column_exists(db):
 
 
 def test_a_database_of_an_earlier_biomero_rs_is_upgraded_and_filled(db):
-    tracker = biomero_rs.WorkflowTracker(db.url)
-    wf = tracker.initiate_workflow("wf", "d", 5, 7)
-    task = tracker.add_task_to_workflow(wf, "cellpose", "1", {}, {})
-    tracker.close()
-    biomero_rs._core.close_store(db.url)
+    wf, task = one_task_then_closed(db)
     # The database as the release before views_003 left it: biomero_rs's
     # own positions are at the end of the log, the column does not exist.
     previous = biomero_rs.view_definitions()  # (the column's migration is the head)
@@ -166,11 +173,7 @@ def test_run_migrations_0_refuses_tables_without_the_column(db):
 
 
 def test_a_dropped_column_is_made_again_at_head(db):
-    tracker = biomero_rs.WorkflowTracker(db.url)
-    wf = tracker.initiate_workflow("wf", "d", 5, 7)
-    task = tracker.add_task_to_workflow(wf, "cellpose", "1", {}, {})
-    tracker.close()
-    biomero_rs._core.close_store(db.url)
+    wf, task = one_task_then_closed(db)
     execute(db, "DROP INDEX IF EXISTS ix_biomero_task_execution_workflow_id",
             "ALTER TABLE biomero_task_execution DROP COLUMN workflow_id")
     start_in_subprocess(db)
