@@ -285,8 +285,9 @@ impl ViewSpec {
         self.columns.iter().map(|c| c.kind).collect()
     }
 
-    /// The shape the catalog check expects, of the columns that exist at
-    /// `revision` (`None`: the baseline only; otherwise all).
+    /// The shape the catalog check expects: of the baseline's columns only
+    /// (`baseline_only`, what an unstamped table of biomero 2.8.3 has), or
+    /// of every column.
     pub fn shape(&self, baseline_only: bool) -> Vec<ColumnShape> {
         self.columns
             .iter()
