@@ -26,6 +26,7 @@ pub struct Row {
 /// A row's values on their way from Rust to a model's constructor.
 #[pyclass(module = "biomero_rs._core", frozen)]
 struct RawRow {
+    view: View,
     cells: std::sync::Mutex<Option<Vec<Sql>>>,
 }
 
@@ -119,22 +120,22 @@ impl Row {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let view = spec_of_class(cls)?;
-        let spec = view.spec();
-        let model = spec.model;
+        // A row read from the database (`model`): its view is known.
         if args.len() == 1 && kwargs.is_none() {
             if let Ok(raw) = args.get_item(0)?.downcast::<RawRow>() {
-                let cells = raw
-                    .get()
-                    .cells
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
+                let raw = raw.get();
+                let cells = raw.cells.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if let Some(cells) = cells {
-                    return Ok(Row { view, cells });
+                    return Ok(Row {
+                        view: raw.view,
+                        cells,
+                    });
                 }
             }
         }
+        let view = spec_of_class(cls)?;
+        let spec = view.spec();
+        let model = spec.model;
         if !args.is_empty() {
             return Err(PyTypeError::new_err(format!(
                 "{model}() takes keyword arguments only (one per column)"
@@ -279,6 +280,7 @@ pub fn model<'py, R: Cells>(py: Python<'py>, view: View, row: &R) -> PyResult<Bo
         .ok_or_else(|| PyTypeError::new_err("the row models are not registered"))?;
     let cls = models[view as usize].bind(py);
     let raw = RawRow {
+        view,
         cells: std::sync::Mutex::new(Some(row.cells())),
     };
     cls.call1((raw,))
