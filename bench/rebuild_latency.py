@@ -1,19 +1,23 @@
 """Command latency while a rebuild runs, next to the same commands without one.
 
     .venv/bin/python bench/rebuild_latency.py            # --backend sqlite|postgres|all, --events N
+    .venv/bin/python bench/rebuild_latency.py --baseline-python OTHER/bin/python
 
 A log of N events (default 1,000,000: workflows of a task with many
 progress updates, bulk-inserted) is rebuilt by `rebuild_views` in another
 process, while this process runs commands (progress updates of its own
 task, all four views) one after the other and times each; 300 commands run
-before the rebuild and 300 after it. Prints, per backend: the rebuild's seconds,
-and count, p50, p99 and max ms of the commands before, during and after it.
+before the rebuild and 300 after it. Prints, per backend: the rebuild's
+seconds, and count, p50, p99 and max ms of the commands before, during and
+after it.
 
-On SQLite the rebuild commits batch by batch and a command between two
-batches leaves its events to the rebuild's final catch-up (it does not do
-the rebuild's work). On Postgres the rebuild is one transaction that holds
-the log's lock: commands wait for it (interruptibly) and their latency is
-the rest of the rebuild.
+The rebuild fills temporary tables beside the live ones on a connection of
+its own, without a lock commands wait for, and switches in one short
+transaction at the end: commands wait only for that transaction.
+
+With ``--baseline-python``, the same log is also rebuilt (with no commands
+running) by another build of biomero_rs (an interpreter that has it
+installed) and by this one, and the ratio of their times is printed.
 """
 
 import argparse
@@ -160,7 +164,13 @@ def summary(ms):
     return f"{len(ms):6d} commands  p50 {statistics.median(ms):8.2f} ms  p99 {p99:8.2f} ms  max {ms[-1]:8.2f} ms"
 
 
-def run(backend, events, pg):
+def idle_rebuild(python, url):
+    """Seconds of one rebuild run by `python` with nothing else running."""
+    out = subprocess.run([python, "-c", REBUILD, url], capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
+
+
+def run(backend, events, pg, baseline=None):
     tmp = tempfile.mkdtemp(prefix="biomero_lat_")
     db = Db(backend, tmp, pg)
     try:
@@ -177,11 +187,16 @@ def run(backend, events, pg):
         seconds = float(proc.stdout.read().split()[-1])
         proc.wait()
         after = timed_commands(tracker, task, count=300)
-        print(f"{backend}: rebuild of {total:,} events took {seconds:.2f} s")
+        tracker.close()
+        if baseline:
+            theirs = idle_rebuild(baseline, db.url)
+            ours = idle_rebuild(sys.executable, db.url)
+            print(f"{backend}: rebuild alone: {ours:.2f} s, baseline build {theirs:.2f} s "
+                  f"(ours/baseline {ours / theirs:.2f}x)")
+        print(f"{backend}: rebuild of {total:,} events took {seconds:.2f} s while commands ran")
         print(f"  before the rebuild: {summary(before)}")
         print(f"  during the rebuild: {summary(during)}")
         print(f"  after the rebuild:  {summary(after)}")
-        tracker.close()
     finally:
         db.drop()
 
@@ -190,10 +205,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backend", default="all", choices=["sqlite", "postgres", "all"])
     ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--baseline-python", help="an interpreter with another build of biomero_rs, "
+                    "whose rebuild time is printed beside ours")
     ap.add_argument("--pg", default=os.environ.get("BIOMERO_TEST_PG", "postgresql://postgres@127.0.0.1:5432"))
     a = ap.parse_args()
     for b in (["sqlite", "postgres"] if a.backend == "all" else [a.backend]):
-        run(b, a.events, a.pg)
+        run(b, a.events, a.pg, a.baseline_python)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,11 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
 
+    /// Another rebuild of the same database is running (the text names it:
+    /// pid, host, since when).
+    #[error("{0}")]
+    RebuildRunning(String),
+
     /// A value that the event codec cannot store exactly.
     #[error("{0}")]
     Encode(String),

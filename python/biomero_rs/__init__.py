@@ -23,6 +23,7 @@ from biomero_rs._core import (
     WorkflowTracker,
     __version__,
     catch_up,
+    check,
     rebuild_views,
     reset_logging_cache,
     run_migrations,
@@ -44,6 +45,7 @@ from biomero_rs.exceptions import (
     BiomeroError,
     ConcurrencyError,
     DatabaseError,
+    RebuildRunningError,
 )
 
 #: Every view, the default of ``views=`` (the names of the core's registry).
@@ -62,6 +64,7 @@ __all__ = [
     "JobView",
     "NoOpWorkflowTracker",
     "Notification",
+    "RebuildRunningError",
     "SingleThreadedRunner",
     "System",
     "Task",
@@ -74,6 +77,7 @@ __all__ = [
     "__version__",
     "activate",
     "catch_up",
+    "check",
     "deactivate",
     "is_active",
     "rebuild_views",

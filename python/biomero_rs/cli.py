@@ -1,10 +1,10 @@
-"""The ``biomero-rs`` command: migrate, rebuild, catch-up, status, verify and demo.
+"""The ``biomero-rs`` command: migrate, rebuild, catch-up, status, check, verify and demo.
 
 The database URL comes from ``--url`` or ``SQLALCHEMY_URL``. The options
 ``--url``, ``--json`` (machine-readable output on stdout) and ``--quiet`` (no
 progress, no messages on success) go before or after the command.
 Exit codes: 0 done, 1 failed (the message says why; for verify: the views
-differ), 2 bad usage, 130 interrupted, 141 output pipe closed (as a process
+differ; for check: a problem, one line each), 2 bad usage, 130 interrupted, 141 output pipe closed (as a process
 ended by SIGPIPE).
 Also runs as ``python -m biomero_rs``.
 """
@@ -36,7 +36,7 @@ GLOBAL_DEFAULTS: Dict[str, Any] = {"url": None, "json": False, "quiet": False}
 
 #: Commands that only read or complete an existing database: on an SQLite file
 #: that does not exist they fail instead of creating it.
-NEEDS_EXISTING_DATABASE = {"rebuild", "catch-up", "status", "verify"}
+NEEDS_EXISTING_DATABASE = {"rebuild", "catch-up", "status", "verify", "check"}
 
 
 class ProgressBar:
@@ -148,9 +148,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     start = time.monotonic()
     try:
         # Always a callback, even when quiet: Ctrl-C is seen between batches.
-        n = biomero_rs.rebuild_views(url, views, progress=bar, since=since)
+        n = biomero_rs.rebuild_views(url, views, progress=bar, since=since, wait=args.wait)
     except KeyboardInterrupt:
-        raise CommandInterrupted(_rebuild_interrupted(url, views, bar)) from None
+        raise CommandInterrupted(f"rebuild interrupted after {bar.done:,} of {bar.total:,} events; "
+                                 "the views are as they were before it (nothing to clean up)") from None
     secs = time.monotonic() - start
     frm = f" (cutoff {since})" if since else ""
     _say(args, {"views": views, "events": n, "seconds": round(secs, 3), "since": since},
@@ -160,18 +161,6 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 class CommandInterrupted(Exception):
     """Ctrl-C stopped a command; the message says where things stand (exit status 130)."""
-
-
-def _rebuild_interrupted(url: str, views: List[str], bar: ProgressBar) -> str:
-    got = f"rebuild interrupted after {bar.done:,} of {bar.total:,} events"
-    try:
-        lag = max(v["lag"] for k, v in biomero_rs.status(url)["views"].items() if k in views)
-    except Exception:  # the database may be what failed; say what is known
-        return f"{got}; run `biomero-rs catch-up` to complete the views"
-    if lag == 0:
-        return f"{got}; the views are up to date with the log"
-    return (f"{got}; the views are {lag:,} events behind the log: "
-            "run `biomero-rs catch-up` to complete them")
 
 
 def cmd_catch_up(args: argparse.Namespace) -> int:
@@ -200,7 +189,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("views (tracking position, events behind):")
     for name, v in s["views"].items():
         print(f"  {name:<20} {v['position']:>10,}  {v['lag']:>8,} behind")
+    if "unfinished" in s:
+        print("unfinished:")
+        for what, u in s["unfinished"].items():
+            oldest = f", oldest started {u['oldest']:%Y-%m-%d %H:%M:%S} UTC" if u["oldest"] else ""
+            print(f"  {what:<20} {u['count']:>10,}{oldest}")
+        print(f"rebuild:  {s['rebuild'] or 'none running'}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if args.max_lag < 0:
+        raise CommandError(f"--max-lag: expected a number of events >= 0, got {args.max_lag}")
+    c = biomero_rs.check(_url(args), max_lag=args.max_lag, idle=args.idle)
+    if args.json:
+        print(json.dumps(c, indent=2, default=str))
+    elif c["ok"]:
+        if not args.quiet:
+            lag = max((v["lag"] for v in c["views"].values()), default=0)
+            print(f"ok: schema at {c['schema']['head']}, views at most {lag:,} events behind"
+                  f"{', no unfinished work' if args.idle else ''} ({c['seconds'] * 1000:.0f} ms)")
+    else:
+        # The problems are the answer: printed even with --quiet.
+        for line in c["problems"]:
+            print(line)
+    return 0 if c["ok"] else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -264,6 +277,7 @@ def simulate(tracker: biomero_rs.WorkflowTracker, workflows: int, seed: int) -> 
                 tracker.update_task_status(task, "COMPLETED")
             else:
                 tracker.update_task_status(task, "RUNNING")
+                tracker.update_task_status(task, "COMPLETED")
             tracker.complete_task(task, "ok")
         if failed:
             tracker.fail_workflow(wf, "Out of memory")
@@ -336,12 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_url(sub.add_parser("migrate", help="create or upgrade the biomero_* view tables"))
     sp.set_defaults(func=cmd_migrate)
 
-    sp = with_url(sub.add_parser("rebuild", help="empty the views and replay every event"))
+    sp = with_url(sub.add_parser(
+        "rebuild", help="replay the events into new view tables beside the live ones and switch at once"))
     sp.add_argument("--views", help=f"comma-separated views (default: all of {','.join(VIEW_NAMES)})")
     cutoff = sp.add_mutually_exclusive_group()
     cutoff.add_argument("--since", metavar="YYYY-MM-DD",
                         help="replay only from the first event at or after this date (UTC) or ISO time")
     cutoff.add_argument("--days", type=int, metavar="N", help="replay only the events of the last N days")
+    sp.add_argument("--wait", action="store_true",
+                    help="wait for a rebuild that runs already (default: refuse, naming it)")
     sp.set_defaults(func=cmd_rebuild)
 
     sp = with_url(sub.add_parser("catch-up", help="apply events the views have not seen yet"))
@@ -350,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_url(sub.add_parser("status", help="event counts and each view's position and lag"))
     sp.set_defaults(func=cmd_status)
+
+    sp = with_url(sub.add_parser(
+        "check", help="read-only health check: exit 0 when the views are current, else 1 with one line per problem"))
+    sp.add_argument("--max-lag", type=int, default=0, metavar="N",
+                    help="events a view may be behind the log (default: 0)")
+    sp.add_argument("--idle", action="store_true",
+                    help="also fail while any workflow or task is unfinished (to gate an upgrade)")
+    sp.set_defaults(func=cmd_check)
 
     sp = with_url(sub.add_parser(
         "verify", help="compare the views with a rebuild, read-only; exit 1 on any difference"))

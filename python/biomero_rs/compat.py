@@ -77,6 +77,10 @@ def _bound_sql(statement: Any, params: Optional[Mapping[str, Any]], postgres: bo
 # Statements that only read: not repeated at commit.
 _READ_ONLY = re.compile(r"\s*(select|values|show|explain)\b", re.IGNORECASE)
 
+# BIOMERO's view reset: ``DROP TABLE [IF EXISTS] <table>`` of a view or
+# tracking table.
+_DROP_TABLE = re.compile(r'\s*drop\s+table\s+(?:if\s+exists\s+)?"?([a-z_][a-z0-9_]*)"?\s*;?\s*$', re.IGNORECASE)
+
 
 class Row(tuple):  # type: ignore[type-arg]
     """A result row: a tuple whose columns are also attributes, as
@@ -228,12 +232,18 @@ class Session:
     transaction: ``commit()`` applies them; ``rollback()``, ``close()`` and
     leaving the ``with`` block without commit discard them. Each
     ``execute`` sees the session's earlier statements.
+
+    ``DROP TABLE`` of a view table or a tracking table (BIOMERO's view reset)
+    is not run: at ``commit()`` the view is marked for a rebuild, which its
+    next ``pull_and_process`` does beside the live table, switching at once,
+    so that readers never see the table missing, empty or partial.
     """
 
     def __init__(self, url: str):
         self._url = url
         self._postgres = url.strip().lower().startswith("postgres")
         self._pending: List[Tuple[str, List[Any]]] = []
+        self._resets: List[str] = []
 
     def execute(self, statement: Any, params: Optional[Mapping[str, Any]] = None) -> Result:
         """Run ``statement`` (SQL text or SQLAlchemy ``text()``, with ``:name``
@@ -246,6 +256,12 @@ class Session:
             DatabaseError: The statement failed.
         """
         sql, values = _bound_sql(statement, params, self._postgres)
+        drop = _DROP_TABLE.match(sql)
+        if drop is not None and _core.view_of_table_name(drop.group(1)) is not None:
+            # A view reset (SlurmClient's reset_tables): the table stays and
+            # the view is rebuilt beside it by its next pull_and_process.
+            self._resets.append(drop.group(1))
+            return Result([], [], 0)
         columns, rows, rowcount = _core.execute_statements(self._url, [*self._pending, (sql, values)], False)
         if not columns or not _READ_ONLY.match(sql):
             self._pending.append((sql, values))
@@ -258,16 +274,21 @@ class Session:
             DatabaseError: A statement failed; none took effect.
         """
         pending, self._pending = self._pending, []
+        resets, self._resets = self._resets, []
         if pending:
             _core.execute_statements(self._url, pending, True)
+        if resets:
+            _core.defer_view_reset(self._url, resets)
 
     def rollback(self) -> None:
         """Discard the queued statements."""
         self._pending = []
+        self._resets = []
 
     def close(self) -> None:
         """Discard the queued statements; the session can be used again."""
         self._pending = []
+        self._resets = []
 
     def __enter__(self) -> "Session":
         return self

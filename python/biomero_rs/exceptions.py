@@ -20,4 +20,9 @@ class DatabaseError(BiomeroError):
     """A connection or server fault. The message names the backend, never a password."""
 
 
-__all__ = ["BiomeroError", "AggregateNotFoundError", "ConcurrencyError", "DatabaseError"]
+class RebuildRunningError(DatabaseError):
+    """Another rebuild of the same database is running; the message names it
+    (pid, host, since when). Raised only when the caller asked not to wait."""
+
+
+__all__ = ["BiomeroError", "AggregateNotFoundError", "ConcurrencyError", "DatabaseError", "RebuildRunningError"]

@@ -1,49 +1,67 @@
-//! Operator work on the views: rebuild from the first event, catch up after
-//! events written elsewhere, and report where everything stands.
+//! Operator work on the views: rebuild from the first event (or from a
+//! cutoff), catch up after events written elsewhere, and report where
+//! everything stands.
 //!
-//! Rebuild streams the log in batches (memory does not grow with the log).
-//! On SQLite each batch commits with its tracking rows, so an interrupted
-//! rebuild resumes with a catch-up. On Postgres the whole rebuild is one
-//! transaction: readers keep seeing the old rows until it commits, and
-//! writers wait for it (they queue on the event table's lock).
+//! A rebuild runs on a connection of its own and fills temporary tables of
+//! the views' names beside the live ones (`app::shadow`), in batches that
+//! take no lock other writers wait for: commands go on meanwhile and keep
+//! projecting into the live tables, and dashboards keep reading them. When
+//! the log's end is reached, the rebuild follows what was appended meanwhile
+//! and then, in one transaction that holds the log's lock, applies the last
+//! events and makes the live rows equal to the shadow's (writing only the
+//! rows that differ) with the tracking positions at the log's end. Until
+//! that commit the live tables are exactly as before; an interrupted
+//! rebuild (Ctrl-C, kill -9, a lost connection) leaves nothing to clean up
+//! and nothing to catch up. One rebuild at a time runs per database (the
+//! session's rebuild lock); a second waits, or is refused naming the first.
 //!
-//! The projectors run with a [`Cache`] of bounded size: the facts they look
-//! up and the rows they change stay in memory and each batch ends with one
-//! write per changed row. On SQLite the same cache serves every batch
-//! although each batch commits: the rebuild applies every event in id order
-//! up to the end it fixed at the start, the facts describe the log up to the
-//! event being applied, and events appended meanwhile by other writers get
-//! higher ids than that end (the final catch-up applies them). View rows that
-//! such writers change between two batches are overwritten by the rebuild,
-//! as without the cache, and the final catch-up reapplies every event after
-//! the end in order (see `projections::cache` for the whole argument).
+//! The projectors run with one [`Cache`] of bounded size across the
+//! batches: the facts they look up and the rows they change stay in memory
+//! and each batch ends with one write per changed row. The cache stays valid
+//! across the batches' commits because the rebuild applies every event in id
+//! order, the events it reads are final (committed, below every id a writer
+//! can still get) and nobody else writes the shadow tables (see
+//! `projections::cache`).
 
+use crate::app::shadow::Shadow;
 use crate::error::Result;
 use crate::projections::cache::Cache;
 use crate::projections::{self, View};
-use crate::store::{self, Backend, EventStore, Kind, Sql, Tx};
+use crate::store::session::{locked_tx, quiet_tx, Session};
+use crate::store::{self, EventStore, Kind, Sql, Tx};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
-/// Events a rebuild applies per batch (and per commit on SQLite).
+/// Events a rebuild applies per batch (and per transaction).
 pub const REBUILD_BATCH: usize = 10_000;
 
+/// When fewer new events than this were appended while the rebuild read
+/// the log, it switches (applying them under the log's lock); otherwise it
+/// reads them first, without the lock.
+const SWITCH_GAP: i64 = 2_000;
+
+/// At most this many rounds of reading what was appended meanwhile (a log
+/// written faster than the rebuild reads it would otherwise never end).
+const MAX_ROUNDS: usize = 8;
+
 /// Progress callback: `(done, total)` events; an error stops the rebuild
-/// (work committed so far stays, and a catch-up finishes it).
+/// (the live tables stay as they were).
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64) -> Result<()>;
 
-fn reset(tx: &mut dyn Tx, views: &[View]) -> Result<()> {
-    tx.lock_log()?;
-    for v in views {
-        tx.execute(&format!("DELETE FROM {}", v.view_table()), &[])?;
-        projections::set_position(tx, *v, 0)?;
-    }
-    Ok(())
+/// Where a rebuild starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Start {
+    /// From the first event.
+    All,
+    /// From the first event whose timestamp is at or after the cutoff.
+    Since(DateTime<Utc>),
+    /// From this notification id (included).
+    From(i64),
 }
 
-/// Applies the next batch after `positions` and writes its rows; returns the
-/// events read.
-pub(crate) fn step(
+/// Applies the next batch after `positions` (at most `batch` events, up
+/// to `upto`) and writes the rows it changed; returns the events read.
+fn advance(
     tx: &mut dyn Tx,
     cache: &mut Cache,
     views: &[View],
@@ -56,10 +74,24 @@ pub(crate) fn step(
     if count == 0 {
         positions.iter_mut().for_each(|p| *p = (*p).max(upto));
     }
+    Ok(count as u64)
+}
+
+/// [`advance`], then the tracking positions (verify's rebuild into
+/// temporary tracking tables).
+pub(crate) fn step(
+    tx: &mut dyn Tx,
+    cache: &mut Cache,
+    views: &[View],
+    positions: &mut [i64],
+    upto: i64,
+    batch: usize,
+) -> Result<u64> {
+    let count = advance(tx, cache, views, positions, upto, batch)?;
     for (v, p) in views.iter().zip(positions.iter()) {
         projections::set_position(tx, *v, *p)?;
     }
-    Ok(count as u64)
+    Ok(count)
 }
 
 fn count_between(tx: &mut dyn Tx, after: i64, upto: i64) -> Result<u64> {
@@ -94,14 +126,14 @@ fn count_events(tx: &mut dyn Tx) -> Result<u64> {
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
 }
 
-/// Empties the views' tables and replays every event from notification 1.
-/// Returns the number of events replayed.
+/// Rebuilds the views from the first event (waiting for another rebuild
+/// of the database to end). Returns the number of events applied.
 pub fn rebuild(
     store: &dyn EventStore,
     views: &[View],
     progress: Option<Progress<'_>>,
 ) -> Result<u64> {
-    rebuild_with(store, views, progress, Cache::for_rebuild(), REBUILD_BATCH)
+    run(store, views, Start::All, progress, true)
 }
 
 /// The timestamp of a stored event: read straight from the state's
@@ -147,41 +179,30 @@ pub fn first_at_or_after(tx: &mut dyn Tx, cutoff: DateTime<Utc>) -> Result<Optio
     }
 }
 
-/// A partial rebuild from a cutoff: empties the views' tables and applies
-/// every event from the first one whose timestamp is at or after `since`
-/// (that event included), while the facts a projector looks up (a task's
-/// TaskCreated, a workflow's owner) still come from the whole log. A cutoff
-/// after the last event means a full replay (as in the reference). Returns
-/// the number of events applied.
+/// A partial rebuild from a cutoff: the views get the rows of every event
+/// from the first one whose timestamp is at or after `since` (that event
+/// included), while the facts a projector looks up (a task's TaskCreated, a
+/// workflow's owner) still come from the whole log. A cutoff after the last
+/// event means a full replay (as in the reference). Returns the number of
+/// events applied.
 pub fn rebuild_since(
     store: &dyn EventStore,
     views: &[View],
     progress: Option<Progress<'_>>,
     since: DateTime<Utc>,
 ) -> Result<u64> {
-    crate::migrations::ensure_view_tables_in(store)?;
-    let first = store::read_tx(store, |tx| first_at_or_after(tx, since))?.unwrap_or(1);
-    log::info!("biomero_rs rebuild: cutoff {since} -> from notification {first}");
-    rebuild_from(store, views, progress, first)
+    run(store, views, Start::Since(since), progress, true)
 }
 
-/// Empties the views' tables and applies every event from notification
-/// `first` on (1: a full rebuild). Returns the number of events applied.
+/// Rebuilds the views from the events from notification `first` on (1: a
+/// full rebuild). Returns the number of events applied.
 pub fn rebuild_from(
     store: &dyn EventStore,
     views: &[View],
     progress: Option<Progress<'_>>,
     first: i64,
 ) -> Result<u64> {
-    let start = first.max(1) - 1;
-    rebuild_range(
-        store,
-        views,
-        progress,
-        Cache::for_rebuild_from(start),
-        REBUILD_BATCH,
-        start,
-    )
+    run(store, views, Start::From(first), progress, true)
 }
 
 /// [`rebuild`] with a given cache and batch size (tests use tiny ones to
@@ -194,73 +215,120 @@ pub fn rebuild_with(
     cache: Cache,
     batch: usize,
 ) -> Result<u64> {
-    rebuild_range(store, views, progress, cache, batch, 0)
+    rebuild_in(store, views, Start::All, Some(cache), batch, true, progress)
 }
 
-/// Empties the views' tables and applies the events after notification
-/// `start` (positions start there), with `cache` from
-/// [`Cache::for_rebuild_from`]`(start)`.
-fn rebuild_range(
+/// Rebuilds `views` beside the live tables from `start` and switches them
+/// at once (see the module documentation). With `wait`, waits for another
+/// rebuild of the database to end; without, fails naming it. Returns the
+/// number of events applied.
+pub fn run(
     store: &dyn EventStore,
     views: &[View],
+    start: Start,
     progress: Option<Progress<'_>>,
-    mut cache: Cache,
+    wait: bool,
+) -> Result<u64> {
+    rebuild_in(store, views, start, None, REBUILD_BATCH, wait, progress)
+}
+
+fn rebuild_in(
+    store: &dyn EventStore,
+    views: &[View],
+    start: Start,
+    cache: Option<Cache>,
     batch: usize,
-    start: i64,
+    wait: bool,
+    progress: Option<Progress<'_>>,
 ) -> Result<u64> {
     crate::migrations::ensure_view_tables_in(store)?;
-    let mut progress = progress;
+    if views.is_empty() {
+        return Ok(0);
+    }
+    let mut session = store.session()?;
+    let session = session.as_mut();
+    session.lock_rebuild(wait)?;
+    let shadow = quiet_tx(session, |tx| Shadow::create(tx, views))?;
+    let result = build_and_switch(session, &shadow, views, start, cache, batch, progress);
+    // A closed connection drops them too; a memory database keeps its one.
+    if let Err(e) = quiet_tx(session, |tx| shadow.drop_tables(tx)) {
+        log::debug!("biomero_rs rebuild: dropping the temporary tables: {e}");
+    }
+    result
+}
+
+fn build_and_switch(
+    session: &mut dyn Session,
+    shadow: &Shadow,
+    views: &[View],
+    start: Start,
+    cache: Option<Cache>,
+    batch: usize,
+    mut progress: Option<Progress<'_>>,
+) -> Result<u64> {
     let mut report = |done: u64, total: u64| -> Result<()> {
         match progress.as_mut() {
             Some(p) => p(done, total),
             None => Ok(()),
         }
     };
-    match store.backend() {
-        Backend::Postgres => store::write_tx(store, |tx| {
-            reset(tx, views)?;
-            let upto = tx.max_notification_id()?;
-            let total = count_from(tx, start, upto)?;
-            let mut positions = vec![start.min(upto); views.len()];
-            let mut done = 0;
-            report(0, total)?;
-            while positions.iter().any(|p| *p < upto) {
-                crate::sys::interrupt::check()?; // rolls the whole rebuild back
-                done += step(tx, &mut cache, views, &mut positions, upto, batch)?;
-                report(done, total)?;
-            }
-            Ok(done)
-        }),
-        Backend::Sqlite => {
-            // Commands that run meanwhile leave their events to this
-            // rebuild's final catch-up instead of doing its work.
-            let _running = store.rebuild_guard()?;
-            let (upto, total) = store::write_tx(store, |tx| {
-                reset(tx, views)?;
-                let upto = tx.max_notification_id()?;
-                Ok((upto, count_from(tx, start, upto)?))
-            })?;
-            report(0, total)?;
-            let mut positions = vec![start.min(upto); views.len()];
-            let mut done = 0;
-            while positions.iter().any(|p| *p < upto) {
-                // Batches committed so far stay; a catch-up finishes.
-                crate::sys::interrupt::check()?;
-                done += store::write_tx(store, |tx| {
-                    let mut p = positions.clone();
-                    let n = step(tx, &mut cache, views, &mut p, upto, batch)?;
-                    positions = p;
-                    Ok(n)
-                })?;
-                report(done, total)?;
-                // Room for commands waiting for the write lock (they poll).
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            // Events appended meanwhile by writers without these views.
-            let late = store::write_tx(store, |tx| projections::catch_up(tx, views))?;
-            Ok(done + late)
+    let first = match start {
+        Start::All => 1,
+        Start::From(first) => first.max(1),
+        Start::Since(since) => {
+            let first = quiet_tx(session, |tx| first_at_or_after(tx, since))?.unwrap_or(1);
+            log::info!("biomero_rs rebuild: cutoff {since} -> from notification {first}");
+            first
         }
+    };
+    let start = first - 1;
+    let mut cache = cache.unwrap_or_else(|| Cache::for_rebuild_from(start));
+    let (mut upto, mut total) = quiet_tx(session, |tx| {
+        let upto = tx.max_notification_id()?;
+        Ok((upto, count_from(tx, start, upto)?))
+    })?;
+    report(0, total)?;
+    let mut positions = vec![start.min(upto); views.len()];
+    let mut done = 0;
+    let mut rounds = 0;
+    loop {
+        while positions.iter().any(|p| *p < upto) {
+            crate::sys::interrupt::check()?;
+            done += quiet_tx(session, |tx| {
+                advance(tx, &mut cache, views, &mut positions, upto, batch)
+            })?;
+            report(done, total)?;
+        }
+        // What was appended meanwhile: read without the lock while it is
+        // much, then applied under the lock with the switch.
+        let end = quiet_tx(session, |tx| tx.max_notification_id())?;
+        if end - upto <= SWITCH_GAP || rounds >= MAX_ROUNDS {
+            break;
+        }
+        total += quiet_tx(session, |tx| count_between(tx, upto, end))?;
+        upto = end;
+        rounds += 1;
     }
+    crate::sys::interrupt::check()?;
+    let (late, end, switched) = locked_tx(session, |tx| {
+        let end = tx.max_notification_id()?.max(upto);
+        let mut p = positions.clone();
+        let late = projections::dispatch::catch_up_to(tx, &mut cache, views, &mut p, end)?;
+        let switched = shadow.switch(tx)?;
+        projections::tracking::set_positions(tx, views, end)?;
+        Ok((late, end, switched))
+    })?;
+    for (view, s) in &switched {
+        log::info!(
+            "biomero_rs rebuild: {} switched at notification {end}: {} rows removed, {} written \
+             (the others were equal)",
+            view.view_table(),
+            s.deleted,
+            s.written
+        );
+    }
+    report(done + late, total + late)?;
+    Ok(done + late)
 }
 
 /// Applies the events after each view's tracking position.

@@ -1,4 +1,4 @@
-//! The arguments every entry point shares: `url=` and `views=`.
+//! The arguments entry points share: `url=`, `views=` and flags.
 
 use crate::projections::{parse_views, View};
 use crate::python::convert::str_arg;
@@ -34,4 +34,20 @@ pub fn url_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<String>> {
         Some(o) if o.is_none() => Ok(None),
         Some(o) => str_arg("url", o).map(Some),
     }
+}
+
+/// Reads a flag argument: a `bool` only (so that `wait="no"` is an error,
+/// not True).
+pub fn bool_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
+    obj.downcast::<pyo3::types::PyBool>()
+        .map(|b| b.is_true())
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{name}: expected True or False, got {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into())
+            ))
+        })
 }

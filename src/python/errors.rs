@@ -47,6 +47,7 @@ pub fn to_py(err: Error) -> PyErr {
         Error::InvalidType(m) => PyTypeError::new_err(m),
         e @ Error::Conflict { .. } => raise(py, "ConcurrencyError", e.to_string()),
         Error::Concurrency(m) => raise(py, "ConcurrencyError", m),
+        Error::RebuildRunning(m) => raise(py, "RebuildRunningError", m),
         e @ Error::Database { .. } => raise(py, "DatabaseError", e.to_string()),
         e @ (Error::Decode(_) | Error::Cancelled(_)) => raise(py, "BiomeroError", e.to_string()),
     })

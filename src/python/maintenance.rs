@@ -52,38 +52,53 @@ fn since_arg(obj: &Bound<'_, PyAny>) -> PyResult<chrono::DateTime<chrono::Utc>> 
         .ok_or_else(|| PyValueError::new_err(format!("since: cannot read {text:?}")))
 }
 
-/// Empty the chosen view tables and replay every event from the first.
+/// Rebuild the chosen views from the event log, beside the live tables.
+///
+/// The new rows are built in temporary tables on a connection of the
+/// rebuild's own while commands go on and readers keep seeing the old rows;
+/// then one short transaction applies the events appended meanwhile and
+/// makes the live tables equal to the new rows (only the rows that differ
+/// are written). Until then nothing visible changes: an interrupted rebuild
+/// leaves the views exactly as they were. One rebuild at a time runs per
+/// database.
 ///
 /// Args:
 ///     url: The database URL; None reads ``SQLALCHEMY_URL``.
 ///     views: The names of the views to rebuild; None for all four.
 ///     progress: Called as ``progress(done, total)`` after each batch of
-///         events (on SQLite each batch commits on its own).
+///         events.
 ///     since: A cutoff (an aware datetime, a naive one in UTC, a date or an
-///         ISO text): only the events from the first one whose timestamp is
-///         at or after it are replayed (that event included), while the
-///         facts the projectors look up still come from the whole log; a
-///         cutoff after the last event replays everything.
+///         ISO text): the views get the rows of the events from the first
+///         one whose timestamp is at or after it (that event included),
+///         while the facts the projectors look up still come from the whole
+///         log; a cutoff after the last event replays everything.
+///     wait: While another rebuild of the database runs: True (the
+///         default) waits for it to end, False raises
+///         ``RebuildRunningError`` naming it (pid, host, since when).
 ///
 /// Returns:
-///     The number of events replayed.
+///     The number of events applied.
 ///
 /// Raises:
 ///     ValueError, TypeError: An argument is not valid.
-///     DatabaseError: The database failed. On Postgres the rebuild is one
-///         transaction and nothing changed; on SQLite the batches committed
-///         so far stay, and ``catch_up`` completes the views.
+///     RebuildRunningError: ``wait=False`` and another rebuild runs.
+///     DatabaseError: The database failed; the views are as they were.
 ///     Whatever ``progress`` raises (such as ``KeyboardInterrupt``) stops
 ///     the rebuild the same way.
 #[pyfunction]
-#[pyo3(signature = (url=None, views=None, progress=None, since=None))]
+#[pyo3(signature = (url=None, views=None, progress=None, since=None, wait=None))]
 pub fn rebuild_views(
     py: Python<'_>,
     url: Option<&Bound<'_, PyAny>>,
     views: Option<&Bound<'_, PyAny>>,
     progress: Option<PyObject>,
     since: Option<&Bound<'_, PyAny>>,
+    wait: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<u64> {
+    let wait = match wait {
+        Some(w) => crate::python::args::bool_arg(w, "wait")?,
+        None => true,
+    };
     let url = url_arg(url)?;
     let views = views_arg(views)?;
     let since = match since {
@@ -112,12 +127,11 @@ pub fn rebuild_views(
                 }
             })
         };
-        match since {
-            Some(cutoff) => {
-                crate::app::rebuild::rebuild_since(store.store()?, &views, Some(&mut cb), cutoff)
-            }
-            None => crate::app::rebuild::rebuild(store.store()?, &views, Some(&mut cb)),
-        }
+        let start = match since {
+            Some(cutoff) => crate::app::rebuild::Start::Since(cutoff),
+            None => crate::app::rebuild::Start::All,
+        };
+        crate::app::rebuild::run(store.store()?, &views, start, Some(&mut cb), wait)
     });
     match (result, failure) {
         (_, Some(e)) => Err(e),
@@ -208,8 +222,12 @@ pub fn ensure_view_tables(py: Python<'_>, url: Option<&Bound<'_, PyAny>>) -> PyR
 ///
 /// Returns:
 ///     A dict: ``backend``, ``url`` (password masked), ``events``,
-///     ``max_notification_id``, ``topics`` (``{topic: count}``) and
-///     ``views`` (``{name: {"position": id, "lag": events behind}}``).
+///     ``max_notification_id``, ``topics`` (``{topic: count}``),
+///     ``views`` (``{name: {"position": id, "lag": events behind}}``),
+///     and for a database file or server ``unfinished``
+///     (``{"workflows"|"tasks": {"count", "oldest"}}``: workflows neither
+///     DONE nor FAILED, tasks without an end time) and ``rebuild`` (the
+///     rebuild running now, or None).
 ///
 /// Raises:
 ///     ValueError: The URL is not valid.
@@ -223,7 +241,7 @@ pub fn status<'py>(
     let url = url_arg(url)?;
     let s = py
         .allow_threads(|| {
-            let store = open(url)?;
+            let store = open(url.clone())?;
             crate::app::rebuild::status(store.store()?)
         })
         .py()?;
@@ -241,6 +259,128 @@ pub fn status<'py>(
         views.set_item(name, v)?;
     }
     d.set_item("views", views)?;
+    // Unfinished work and a running rebuild, read-only on the side (an
+    // in-memory database has neither a second connection nor a lock file).
+    let url = store::resolve_url(url.as_deref()).py()?;
+    if let Ok(h) = py.allow_threads(|| crate::app::check::health(&url)) {
+        add_health(py, &d, &h)?;
+    }
+    Ok(d)
+}
+
+fn unfinished_to_py<'py>(
+    py: Python<'py>,
+    u: &crate::app::check::Unfinished,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("count", u.count)?;
+    match &u.oldest {
+        Some(t) => d.set_item("oldest", crate::python::convert::naive_to_py(py, t)?)?,
+        None => d.set_item("oldest", py.None())?,
+    }
+    Ok(d)
+}
+
+/// The `unfinished` and `rebuild` entries of `status` and `check`.
+fn add_health<'py>(
+    py: Python<'py>,
+    d: &Bound<'py, PyDict>,
+    h: &crate::app::check::Health,
+) -> PyResult<()> {
+    let u = PyDict::new(py);
+    u.set_item("workflows", unfinished_to_py(py, &h.workflows)?)?;
+    u.set_item("tasks", unfinished_to_py(py, &h.tasks)?)?;
+    d.set_item("unfinished", u)?;
+    d.set_item("rebuild", h.rebuild.as_deref())?;
+    Ok(())
+}
+
+/// Check, read-only and fast, that the views are current: for health checks
+/// and for gating an upgrade on running work.
+///
+/// Nothing is created, adopted or migrated (an SQLite file that does not
+/// exist is an error, not created).
+///
+/// Args:
+///     url: The database URL; None reads ``SQLALCHEMY_URL``.
+///     max_lag: How many events a view may be behind the log (default 0).
+///     idle: Also require that no workflow or task is unfinished (a
+///         workflow whose status is neither DONE nor FAILED, a task without
+///         an end time).
+///
+/// Returns:
+///     A dict: ``ok`` (no problem), ``problems`` (one line each),
+///     ``backend``, ``url`` (password masked), ``schema`` (``revision``,
+///     ``head``, ``missing_tables``), ``max_notification_id``, ``views``
+///     (``{name: {"position", "own_position", "lag"}}``), ``unfinished``
+///     (``{"workflows"|"tasks": {"count", "oldest"}}``), ``rebuild`` (the
+///     rebuild running now, or None), ``max_lag``, ``idle`` and ``seconds``
+///     (how long the check took).
+///
+/// Raises:
+///     ValueError, TypeError: An argument is not valid, or the SQLite file
+///         does not exist.
+///     DatabaseError: The database cannot be read.
+#[pyfunction]
+#[pyo3(signature = (url=None, max_lag=None, idle=None))]
+pub fn check<'py>(
+    py: Python<'py>,
+    url: Option<&Bound<'_, PyAny>>,
+    max_lag: Option<&Bound<'_, PyAny>>,
+    idle: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let url = store::resolve_url(url_arg(url)?.as_deref()).py()?;
+    let max_lag = match max_lag {
+        Some(m) if !m.is_none() => {
+            let n = crate::python::convert::int_arg("max_lag", m)?;
+            u64::try_from(n).map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "max_lag: expected a number of events, 0 or more, got {n}"
+                ))
+            })?
+        }
+        _ => 0,
+    };
+    let idle = match idle {
+        Some(i) if !i.is_none() => crate::python::args::bool_arg(i, "idle")?,
+        _ => false,
+    };
+    let t0 = std::time::Instant::now();
+    let h = py.allow_threads(|| crate::app::check::health(&url)).py()?;
+    let limits = crate::app::check::Limits { max_lag, idle };
+    let problems = crate::app::check::problems(&h, limits);
+    let seconds = t0.elapsed().as_secs_f64();
+    let parsed = store::DbUrl::parse(&url).py()?;
+    let d = PyDict::new(py);
+    d.set_item("ok", problems.is_empty())?;
+    d.set_item("problems", problems)?;
+    d.set_item(
+        "backend",
+        match parsed {
+            store::DbUrl::Sqlite { .. } => "sqlite",
+            store::DbUrl::Postgres(_) => "postgres",
+        },
+    )?;
+    d.set_item("url", parsed.masked())?;
+    let schema = PyDict::new(py);
+    schema.set_item("revision", h.stamp.as_deref())?;
+    schema.set_item("head", h.head)?;
+    schema.set_item("missing_tables", h.missing_tables.clone())?;
+    d.set_item("schema", schema)?;
+    d.set_item("max_notification_id", h.max_notification_id)?;
+    let views = PyDict::new(py);
+    for v in &h.views {
+        let e = PyDict::new(py);
+        e.set_item("position", v.position)?;
+        e.set_item("own_position", v.own)?;
+        e.set_item("lag", v.lag)?;
+        views.set_item(v.view.name(), e)?;
+    }
+    d.set_item("views", views)?;
+    add_health(py, &d, &h)?;
+    d.set_item("max_lag", max_lag)?;
+    d.set_item("idle", idle)?;
+    d.set_item("seconds", seconds)?;
     Ok(d)
 }
 

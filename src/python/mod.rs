@@ -120,6 +120,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reset_logging_cache, m)?)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::rebuild_views, m)?)?;
+    m.add_function(wrap_pyfunction!(maintenance::check, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::catch_up, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::verify, m)?)?;
     m.add_function(wrap_pyfunction!(maintenance::run_migrations, m)?)?;

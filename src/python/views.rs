@@ -46,6 +46,74 @@ pub struct Recorder {
     events_table_name: &'static str,
 }
 
+/// The views whose reset this process asked for, by database URL: BIOMERO's
+/// `SlurmClient.initialize_analytics_system(reset_tables=True)` drops the
+/// view and tracking tables through `EngineManager`'s session and then calls
+/// each view's `pull_and_process(start=...)`. The drop-in session does not
+/// drop them (readers would see no table, then a partial one); it records the
+/// reset here, and the next `pull_and_process` of any of these views
+/// rebuilds all of them at once, beside the live tables, from `start`.
+type PendingResets = std::sync::Mutex<std::collections::HashMap<String, Vec<View>>>;
+
+fn pending_resets() -> &'static PendingResets {
+    static PENDING: crate::sys::process::ProcessLocal<PendingResets> =
+        crate::sys::process::ProcessLocal::new();
+    PENDING.get_or_init(Default::default)
+}
+
+fn reset_key(url: &str) -> String {
+    url.trim().to_owned()
+}
+
+/// The view whose view table or tracking table `table` is.
+fn view_of_table(table: &str) -> Option<View> {
+    View::ALL.into_iter().find(|v| {
+        v.view_table().eq_ignore_ascii_case(table) || v.tracking_table().eq_ignore_ascii_case(table)
+    })
+}
+
+/// The name of the view whose view table or tracking table ``table`` is,
+/// else None (for the drop-in ``EngineManager`` session).
+#[pyfunction]
+pub fn view_of_table_name(table: &str) -> Option<&'static str> {
+    view_of_table(table).map(View::name)
+}
+
+/// Records that the views of ``tables`` (view or tracking tables) are to be
+/// rebuilt by the next ``pull_and_process`` of any of them on ``url`` (see
+/// [`pending_resets`]). Returns the names of the views recorded.
+#[pyfunction]
+pub fn defer_view_reset(url: &str, tables: Vec<String>) -> Vec<&'static str> {
+    let mut pending = pending_resets().lock().unwrap_or_else(|e| e.into_inner());
+    let views = pending.entry(reset_key(url)).or_default();
+    let mut named = Vec::new();
+    for view in tables.iter().filter_map(|t| view_of_table(t)) {
+        if !views.contains(&view) {
+            views.push(view);
+        }
+        if !named.contains(&view.name()) {
+            named.push(view.name());
+        }
+    }
+    if !named.is_empty() {
+        log::info!(
+            "biomero_rs: the reset of {} is deferred: the next pull_and_process rebuilds them \
+             beside the live tables and switches at once (the tables are not dropped)",
+            named.join(", ")
+        );
+    }
+    named
+}
+
+/// Takes the pending resets of `url` when `view` is among them.
+fn take_resets(url: &str, view: View) -> Vec<View> {
+    let mut pending = pending_resets().lock().unwrap_or_else(|e| e.into_inner());
+    match pending.get(&reset_key(url)) {
+        Some(views) if views.contains(&view) => pending.remove(&reset_key(url)).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 /// Shared parts of the four view classes.
 struct ViewBase {
     store: Lease,
@@ -69,19 +137,36 @@ impl ViewBase {
     }
 
     /// Brings this view up to date with the log (the reference's
-    /// `pull_and_process`). `start` above 1 (BIOMERO's SlurmClient passes the
-    /// first event at or after its rebuild cutoff) rebuilds this view from
-    /// that notification, included: its table is emptied and every event
-    /// from `start` on is applied, with facts from the whole log.
+    /// `pull_and_process`). After a reset of this view (see
+    /// [`pending_resets`]), or with `start` above 1 (BIOMERO's SlurmClient
+    /// passes the first event at or after its rebuild cutoff), rebuilds it
+    /// beside the live table from that notification, included, with facts
+    /// from the whole log, and switches at once.
     fn pull_and_process(&self, py: Python<'_>, start: Option<i64>) -> PyResult<u64> {
-        let view = [self.view];
         let s = self.store.store().py()?;
-        py.allow_threads(|| match start {
-            Some(first) if first > 1 => {
-                crate::migrations::ensure_view_tables_in(s)?;
-                crate::app::rebuild::rebuild_from(s, &view, None, first)
+        let reset = take_resets(self.store.url(), self.view);
+        let first = start.unwrap_or(1).max(1);
+        py.allow_threads(|| {
+            if !reset.is_empty() {
+                let done = crate::app::rebuild::rebuild_from(s, &reset, None, first);
+                if done.is_err() {
+                    // Still to do: the next call tries again.
+                    let mut pending = pending_resets().lock().unwrap_or_else(|e| e.into_inner());
+                    let views = pending.entry(reset_key(self.store.url())).or_default();
+                    views.extend(
+                        reset
+                            .iter()
+                            .filter(|v| !views.contains(v))
+                            .copied()
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                done
+            } else if first > 1 {
+                crate::app::rebuild::rebuild_from(s, &[self.view], None, first)
+            } else {
+                crate::app::rebuild::catch_up(s, &[self.view])
             }
-            _ => crate::app::rebuild::catch_up(s, &view),
         })
         .py()
     }
@@ -604,6 +689,8 @@ impl WorkflowAnalytics {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Recorder>()?;
+    m.add_function(wrap_pyfunction!(view_of_table_name, m)?)?;
+    m.add_function(wrap_pyfunction!(defer_view_reset, m)?)?;
     m.add_class::<JobAccounting>()?;
     m.add_class::<JobProgress>()?;
     m.add_class::<WorkflowProgress>()?;

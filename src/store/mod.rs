@@ -10,6 +10,7 @@ pub mod pg_client;
 pub mod pool;
 pub mod postgres;
 pub mod schema;
+pub mod session;
 pub mod sqlite;
 pub mod url;
 
@@ -399,13 +400,9 @@ pub trait EventStore: Send + Sync {
     /// they are given back); the next use connects again.
     fn close(&self) {}
 
-    /// Held by a rebuild for its whole run (dropping it ends it), so that
-    /// commands of any process can tell one is running
-    /// ([`EventStore::rebuild_running`]). SQLite only: on Postgres a rebuild
-    /// is one transaction holding the log's lock, which commands wait for.
-    fn rebuild_guard(&self) -> Result<Option<Box<dyn std::any::Any + Send>>> {
-        Ok(None)
-    }
+    /// A connection of its own, outside the pool, for a rebuild (see
+    /// [`session`]). Fails on a read-only store.
+    fn session(&self) -> Result<Box<dyn session::Session + '_>>;
 
     /// Whether a rebuild of this database is running now.
     fn rebuild_running(&self) -> bool {
@@ -539,6 +536,43 @@ pub fn open(url: &str, first: &OpenCheck<'_>) -> Result<Arc<dyn EventStore>> {
     let entry = reg.entry(key).or_insert((store, 0));
     entry.1 += 1;
     Ok(entry.0.clone())
+}
+
+/// Runs `f` in a read transaction on the database of `url`, outside the
+/// shared stores: nothing is created, adopted, migrated or switched to WAL
+/// (an SQLite file is opened read-only, and one that does not exist is an
+/// error, not created). `f` also gets the description of the rebuild that
+/// runs now, if one does (see [`session`]). For checks that must be fast and
+/// change nothing.
+pub fn inspect<T>(
+    url: &str,
+    f: impl FnOnce(&mut dyn Tx, Option<String>) -> Result<T>,
+) -> Result<T> {
+    let parsed = DbUrl::parse(url)?;
+    match &parsed {
+        DbUrl::Sqlite { location, .. } => match location {
+            url::SqliteLocation::Memory => Err(Error::value(
+                "url: an in-memory SQLite database has nothing to check (it lives in one process)",
+            )),
+            url::SqliteLocation::File(path) => {
+                let holder = sqlite::rebuild_holder(path);
+                sqlite::inspect(path, |tx| f(tx, holder))?.ok_or_else(|| {
+                    Error::value(format!(
+                        "url: the SQLite file {} does not exist",
+                        path.display()
+                    ))
+                })
+            }
+        },
+        DbUrl::Postgres(target) => {
+            let store = postgres::PostgresStore::open(target, parsed.masked())?;
+            let mut f = Some(f);
+            read_tx(&store, |tx| {
+                let holder = postgres::rebuild_holder(tx)?;
+                (f.take().expect("called once"))(tx, holder)
+            })
+        }
+    }
 }
 
 /// Forgets this process's shared store of `url` and closes its idle

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::store::pg_client::{Bounds, PgClient, PgFail};
 use crate::store::pool::{Manager, Pool, Pooled};
 use crate::store::schema::EVENTS_TABLE;
+use crate::store::session::{holder_text, wait_for, Session};
 use crate::store::url::PostgresTarget;
 use crate::store::{
     select_row, shift_placeholders, AnyCell, AnyRows, Backend, EventStore, Kind, NoRow,
@@ -134,14 +135,8 @@ impl PostgresStore {
         if let Some(p) = slot.as_ref() {
             return Ok(p.clone());
         }
-        let manager = CachingManager {
-            config: self.config.clone(),
-            bounds: self.bounds.clone(),
-            masked: self.masked.clone(),
-            endpoint: self.endpoint.clone(),
-        };
         let pool = Pool::new(
-            manager,
+            self.manager(),
             POOL_SIZE as usize,
             self.bounds.connect_timeout + Duration::from_secs(1),
             Some(Duration::from_secs(300)),
@@ -231,6 +226,25 @@ impl EventStore for PostgresStore {
     fn read(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         self.transaction(Begin::Read, f)
     }
+
+    fn session(&self) -> Result<Box<dyn Session + '_>> {
+        Ok(Box::new(PgSession {
+            conn: self.manager().connect()?,
+            masked: self.masked.clone(),
+            locked: false,
+        }))
+    }
+
+    fn rebuild_running(&self) -> bool {
+        let sql = format!(
+            "SELECT COUNT(*) FROM pg_locks l WHERE {}",
+            rebuild_lock_held_sql()
+        );
+        crate::store::read_tx(self, |tx| {
+            Ok(tx.query(&sql, &[], &[Kind::Int])?[0][0].as_i64() > Some(0))
+        })
+        .unwrap_or(false)
+    }
 }
 
 /// How a [`PgTx`] starts.
@@ -254,38 +268,11 @@ impl PostgresStore {
         let mut attempt = 0;
         loop {
             let mut conn = self.conn()?;
-            let PgConn {
-                client,
-                statements,
-                prepared,
-            } = &mut *conn;
-            let mut ptx = PgTx {
-                client,
-                statements,
-                prepared,
-                pending_begin: match begin {
-                    Begin::Write => Some("BEGIN".to_owned()),
-                    Begin::WriteLocked => Some(format!("BEGIN; {}", lock_log_sql())),
-                    Begin::Read => None,
-                },
-                open: begin != Begin::Read,
-                locked: begin == Begin::WriteLocked,
-                finished: false,
-                committing: false,
-                queued: Vec::new(),
-            };
-            let result = f(&mut ptx).and_then(|()| ptx.finish());
+            let (result, committing) = run_tx(&mut conn, begin, f);
             // The pool does not ping a connection on checkout (a round trip
             // per command). One the server closed while it sat in the pool
             // (a restart) fails at its first statement: the transaction is
             // run again on another, unless its COMMIT was sent.
-            let committing = ptx.committing;
-            if result.is_err() {
-                // A failed statement may come from a changed schema: prepare afresh.
-                ptx.statements.clear();
-                ptx.prepared.names.clear();
-            }
-            drop(ptx); // rolls back unless committed
             let retry = matches!(result, Err(Error::Database { .. }))
                 && !committing
                 && attempt <= POOL_SIZE
@@ -298,6 +285,160 @@ impl PostgresStore {
                 continue;
             }
             return result;
+        }
+    }
+
+    fn manager(&self) -> CachingManager {
+        CachingManager {
+            config: self.config.clone(),
+            bounds: self.bounds.clone(),
+            masked: self.masked.clone(),
+            endpoint: self.endpoint.clone(),
+        }
+    }
+}
+
+/// Runs `f` in one transaction on `conn`; also says whether COMMIT was sent
+/// (its outcome is then unknown on failure).
+fn run_tx(
+    conn: &mut PgConn,
+    begin: Begin,
+    f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+) -> (Result<()>, bool) {
+    let PgConn {
+        client,
+        statements,
+        prepared,
+    } = conn;
+    let mut ptx = PgTx {
+        client,
+        statements,
+        prepared,
+        pending_begin: match begin {
+            Begin::Write => Some("BEGIN".to_owned()),
+            Begin::WriteLocked => Some(format!("BEGIN; {}", lock_log_sql())),
+            Begin::Read => None,
+        },
+        open: begin != Begin::Read,
+        locked: begin == Begin::WriteLocked,
+        finished: false,
+        committing: false,
+        queued: Vec::new(),
+    };
+    let result = f(&mut ptx).and_then(|()| ptx.finish());
+    let committing = ptx.committing;
+    if result.is_err() {
+        // A failed statement may come from a changed schema: prepare afresh.
+        ptx.statements.clear();
+        ptx.prepared.names.clear();
+    }
+    drop(ptx); // rolls back unless committed
+    (result, committing)
+}
+
+/// The two keys of the rebuild's advisory lock (`pg_locks.classid`,
+/// `objid`; `objsubid` is 2 for the two-key form): "biom", 1.
+const REBUILD_LOCK: (u32, u32) = (0x6269_6f6d, 1);
+
+/// The condition on `pg_locks` (alias `l`) of the rebuild lock, granted,
+/// in this database.
+fn rebuild_lock_held_sql() -> String {
+    format!(
+        "l.locktype = 'advisory' AND l.classid = {} AND l.objid = {} AND l.objsubid = 2 \
+         AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        REBUILD_LOCK.0, REBUILD_LOCK.1
+    )
+}
+
+/// Who holds this database's rebuild lock, if anyone: the holder's own
+/// description (from its `application_name`) and its server pid.
+pub fn rebuild_holder(tx: &mut dyn Tx) -> Result<Option<String>> {
+    let sql = format!(
+        "SELECT a.application_name, l.pid FROM pg_locks l \
+         LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE {}",
+        rebuild_lock_held_sql()
+    );
+    Ok(tx
+        .query(&sql, &[], &[Kind::Text, Kind::Int])?
+        .into_iter()
+        .next()
+        .map(|row| {
+            let name = row[0].as_str().unwrap_or_default();
+            let pid = row[1].as_i64().unwrap_or(0);
+            match name.strip_prefix("biomero_rs rebuild: ") {
+                Some(who) => format!("{who}; server backend pid {pid}"),
+                None => format!("server backend pid {pid}, application {name:?}"),
+            }
+        }))
+}
+
+/// A [`Session`] on Postgres: a connection of its own, closed when the
+/// session ends (the server then drops its temporary tables and releases
+/// its advisory lock).
+pub struct PgSession {
+    conn: PgConn,
+    masked: String,
+    locked: bool,
+}
+
+impl Session for PgSession {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn quiet(&mut self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        run_tx(&mut self.conn, Begin::Write, f).0
+    }
+
+    fn locked(&mut self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        run_tx(&mut self.conn, Begin::WriteLocked, f).0
+    }
+
+    /// A session-level advisory lock; the holder is named by the
+    /// `application_name` it then sets ([`holder_text`], as far as the
+    /// server keeps of it: 63 bytes).
+    fn lock_rebuild(&mut self, wait: bool) -> Result<()> {
+        if self.locked {
+            return Ok(());
+        }
+        let try_lock = format!(
+            "SELECT CASE WHEN pg_try_advisory_lock({}, {}) THEN 1 ELSE 0 END",
+            REBUILD_LOCK.0 as i32, REBUILD_LOCK.1 as i32
+        );
+        let mut waiting = false;
+        loop {
+            let mut got = false;
+            run_tx(&mut self.conn, Begin::Read, &mut |tx| {
+                got = tx.query(&try_lock, &[], &[Kind::Int])?[0][0].as_i64() == Some(1);
+                if got {
+                    let name = format!("biomero_rs rebuild: {}", holder_text());
+                    tx.query(
+                        "SELECT 1 FROM (SELECT set_config('application_name', $1, false)) AS s",
+                        &[Sql::Text(name)],
+                        &[Kind::Int],
+                    )?;
+                }
+                Ok(())
+            })
+            .0?;
+            if got {
+                self.locked = true;
+                return Ok(());
+            }
+            let mut holder = None;
+            run_tx(&mut self.conn, Begin::Read, &mut |tx| {
+                holder = rebuild_holder(tx)?;
+                Ok(())
+            })
+            .0?;
+            let holder = holder.unwrap_or_else(|| "another session".into());
+            wait_for(
+                &holder,
+                &self.masked,
+                wait,
+                &mut waiting,
+                Duration::from_millis(200),
+            )?;
         }
     }
 }

@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::store::pool::{Manager, Pool, Pooled};
 use crate::store::schema::EVENTS_TABLE;
+use crate::store::session::{holder_text, wait_for, Session};
 use crate::store::url::{SqliteLocation, Synchronous};
 use crate::store::{
     AnyCell, AnyRows, Backend, EventStore, Kind, Notification, NotificationRef, Sql, StoredEvent,
@@ -414,6 +415,25 @@ pub fn inspect<T>(
     f(&mut stx).map(Some)
 }
 
+/// The holder of the rebuild lock of the SQLite file at `path` (see
+/// [`SqliteSession::lock_rebuild`]), if a rebuild runs now. Creates nothing.
+pub fn rebuild_holder(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut l = path.as_os_str().to_owned();
+    l.push("-rebuild");
+    let mut file = std::fs::File::open(PathBuf::from(l)).ok()?;
+    if flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+        return None; // nobody holds it
+    }
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    Some(if text.trim().is_empty() {
+        "another process".into()
+    } else {
+        text.trim().to_owned()
+    })
+}
+
 fn db_err(url: &str, e: impl std::fmt::Display) -> Error {
     Error::Database {
         backend: "sqlite",
@@ -452,28 +472,22 @@ impl EventStore for SqliteStore {
         }
     }
 
-    /// An exclusive flock(2) on `<file>-rebuild`, taken waiting
-    /// (interruptibly) for another rebuild to end; the OS releases it when
-    /// the process ends, however it ends.
-    fn rebuild_guard(&self) -> Result<Option<Box<dyn std::any::Any + Send>>> {
+    fn session(&self) -> Result<Box<dyn Session + '_>> {
         self.writable()?;
-        let Some(path) = self.rebuild_lock_path() else {
-            return Ok(None);
-        };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| db_err(&self.masked, format!("{}: {e}", path.display())))?;
-        loop {
-            if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
-                return Ok(Some(Box::new(file)));
+        let conn = match &self.location {
+            // The memory database is its one connection: the session holds
+            // it (other users of this process wait for the pool meanwhile).
+            SqliteLocation::Memory => SessionConn::Pooled(self.conn()?),
+            SqliteLocation::File(_) => {
+                SessionConn::Own(self.manager().open().map_err(|e| db_err(&self.masked, e))?)
             }
-            crate::sys::interrupt::check()?;
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        };
+        Ok(Box::new(SqliteSession {
+            conn,
+            lock_path: self.rebuild_lock_path(),
+            lock: None,
+            masked: self.masked.clone(),
+        }))
     }
 
     fn rebuild_running(&self) -> bool {
@@ -504,6 +518,107 @@ impl EventStore for SqliteStore {
             .map_err(sql_err)?;
         let mut stx = SqliteTx { conn: &tx };
         f(&mut stx)
+    }
+}
+
+enum SessionConn {
+    Own(Connection),
+    Pooled(Pooled<SqliteManager>),
+}
+
+/// A [`Session`] on SQLite: a connection of its own (the pool's one
+/// connection for a memory database) and the rebuild lock's file.
+pub struct SqliteSession {
+    conn: SessionConn,
+    lock_path: Option<PathBuf>,
+    /// The locked `<file>-rebuild`, held open while the session holds the
+    /// rebuild lock.
+    lock: Option<std::fs::File>,
+    masked: String,
+}
+
+impl SqliteSession {
+    fn conn(&mut self) -> &mut Connection {
+        match &mut self.conn {
+            SessionConn::Own(c) => c,
+            SessionConn::Pooled(p) => p,
+        }
+    }
+
+    fn run(
+        &mut self,
+        behavior: TransactionBehavior,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        let tx = self
+            .conn()
+            .transaction_with_behavior(behavior)
+            .map_err(sql_err)?;
+        let mut stx = SqliteTx { conn: &tx };
+        f(&mut stx)?; // dropping `tx` on error rolls back
+        tx.commit().map_err(sql_err)
+    }
+}
+
+impl Session for SqliteSession {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    /// `BEGIN DEFERRED`: reads take no lock in WAL mode, and writes to the
+    /// temporary database lock only that (a connection's own), never the
+    /// file that other writers wait for.
+    fn quiet(&mut self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.run(TransactionBehavior::Deferred, f)
+    }
+
+    fn locked(&mut self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.run(TransactionBehavior::Immediate, f)
+    }
+
+    /// An exclusive flock(2) on `<file>-rebuild`, which then holds the
+    /// holder's description ([`holder_text`]) for the next one to name.
+    fn lock_rebuild(&mut self, wait: bool) -> Result<()> {
+        use std::io::{Read, Seek, Write};
+        let Some(path) = self.lock_path.clone() else {
+            return Ok(()); // a memory database: the session holds its one connection
+        };
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| db_err(&self.masked, format!("{}: {e}", path.display())))?;
+        let mut waiting = false;
+        loop {
+            if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+                let text = holder_text();
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| file.rewind())
+                    .and_then(|()| file.write_all(text.as_bytes()));
+                self.lock = Some(file);
+                return Ok(());
+            }
+            let mut holder = String::new();
+            let _ = file.rewind().and_then(|_| file.read_to_string(&mut holder));
+            let holder = if holder.trim().is_empty() {
+                "another process".to_owned()
+            } else {
+                holder.trim().to_owned()
+            };
+            wait_for(
+                &holder,
+                &self.masked,
+                wait,
+                &mut waiting,
+                Duration::from_millis(50),
+            )?;
+        }
     }
 }
 

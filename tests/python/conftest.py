@@ -55,6 +55,48 @@ class Database:
         if self.name:
             _pg_admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
+    def execute(self, sql: str) -> None:
+        """Runs one statement through the backend's Python driver and commits."""
+        if self.backend == "sqlite":
+            import sqlite3
+
+            conn = sqlite3.connect(self.url[len("sqlite:///"):])
+            try:
+                conn.execute(sql)
+                conn.commit()
+            finally:
+                conn.close()
+            return
+        import psycopg2
+
+        conn = psycopg2.connect(self.url)
+        try:
+            conn.cursor().execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+
+    def insert_events(self, rows) -> None:
+        """Appends `(originator_id, originator_version, topic, state)` rows to
+        the events table in bulk, as a load would (no projection)."""
+        sql = "INSERT INTO workflowtracker_events (originator_id, originator_version, topic, state) VALUES "
+        if self.backend == "sqlite":
+            import sqlite3
+
+            conn = sqlite3.connect(self.url[len("sqlite:///"):])
+            conn.executemany(sql + "(?, ?, ?, ?)", rows)
+            conn.commit()
+            conn.close()
+            return
+        import psycopg2
+        import psycopg2.extras
+
+        conn = psycopg2.connect(self.url)
+        with conn.cursor() as cur:
+            psycopg2.extras.execute_values(cur, sql + "%s", rows, page_size=5000)
+        conn.commit()
+        conn.close()
+
     def rows(self, sql: str, params=()):
         """Rows of a raw SQL query, through the backend's Python driver."""
         if self.backend == "sqlite":

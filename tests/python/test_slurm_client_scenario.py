@@ -215,3 +215,44 @@ def test_reset_tables_on_the_memory_database(activated, monkeypatch):
     assert set(VIEW_TABLES) <= names
     wf = c.workflowTracker.initiate_workflow("after reset", None, 1, 2)
     assert c.wfProgress.get_workflow(wf).status == "INITIALIZING"
+
+
+def test_reset_tables_rebuilds_beside_the_live_tables(client, db):
+    """BIOMERO's reset path (its DROP TABLE of the view and tracking tables,
+    then pull_and_process of each listener) rebuilds the views beside the
+    live tables: the tables are never dropped (an operator's index stays,
+    a reader in another thread never sees fewer rows) and the rows are
+    derived again (a row broken by hand is right afterwards)."""
+    import threading
+
+    run_scripts_workflow(client)
+    before = tables(db)
+    db.rows("SELECT 1")  # the driver is importable
+    db.execute("CREATE INDEX operator_ix ON biomero_task_execution (status)")
+    db.execute("UPDATE biomero_workflow_progress_view SET name = 'broken'")
+    counts = {t: len(rows) for t, rows in before.items()}
+    seen, errors, stop = [], [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                seen.append({t: db.rows(f"SELECT COUNT(*) FROM {t}")[0][0] for t in counts})
+            except Exception as e:  # a missing table would land here
+                errors.append(repr(e))
+
+    th = threading.Thread(target=reader)
+    th.start()
+    try:
+        client.initialize_analytics_system(reset_tables=True)
+    finally:
+        stop.set()
+        th.join()
+    assert errors == []
+    assert seen and all(s[t] >= counts[t] for s in seen for t in counts)
+    assert tables(db) == before
+    if db.backend == "sqlite":
+        ix = db.rows("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'operator_ix'")
+    else:
+        ix = db.rows("SELECT indexname FROM pg_indexes WHERE indexname = 'operator_ix'")
+    assert ix, "the view table was dropped"
+
