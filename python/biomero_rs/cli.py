@@ -176,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     # biomero_rs (BIOMERO_RS_ACTIVATE=1 and the installed start-up hook).
     s["activation"] = "on" if biomero_rs.is_active() else "off"
     if args.json:
-        print(json.dumps(s, indent=2))
+        print(json.dumps(s, indent=2, default=str))
         return 0
     if args.quiet:
         return 0

@@ -23,16 +23,14 @@
 //!   is append-only and every later event has a higher id (new writers get
 //!   ids above the highest, on either backend). So the facts stay true as
 //!   long as the run continues in id order. The one run that spans several
-//!   transactions is the SQLite rebuild, which commits per batch; it keeps
-//!   its cache across its own commits because it applies every event in id
-//!   order up to the end it fixed at the start, and events that other writers
-//!   append meanwhile lie beyond that end (the final catch-up applies them,
-//!   with a cache of its own). Its rows in memory describe the prefix it has
-//!   applied; where a writer with views changed a row between two batches
-//!   (catching up from the rebuild's committed position), the rebuild
-//!   overwrites it, as it did when it re-read every row, and the final
-//!   catch-up reapplies every later event. A catch-up and the Postgres
-//!   rebuild are one transaction with their own cache.
+//!   transactions is a rebuild (`app::rebuild`), which commits per batch; it
+//!   keeps its cache across its own commits because it applies every event
+//!   in id order, reads only committed events (every id a writer can still
+//!   get is higher), and writes temporary tables of its own connection that
+//!   no one else writes, so its rows in memory are exactly those tables'
+//!   rows. Its last events are applied, with the same cache, in the
+//!   transaction that holds the log's lock and switches the live tables. A
+//!   catch-up is one transaction with its own cache.
 //! - A writer's commands carry one [`Mode::Live`] cache (facts only, no
 //!   rows) from each committed command to its next. Its facts describe the
 //!   log up to [`Cache::seen`]; before the next command's events are applied

@@ -40,7 +40,7 @@ def test_the_document_is_linked_and_its_commands_are_the_tested_ones():
     commands = doc_commands()
     assert commands[0] == "pip install biomero_rs"
     rs = [c.split()[1] for c in commands[1:]]
-    assert rs == ["verify", "catch-up", "verify", "rebuild", "rebuild", "rebuild"]
+    assert rs == ["verify", "catch-up", "verify", "rebuild", "rebuild", "rebuild", "check", "check", "check"]
 
 
 def test_every_named_test_exists():
@@ -64,7 +64,7 @@ def test_every_named_test_exists():
 
 def test_the_procedure_on_a_python_database(db):
     commands = doc_commands()[1:]
-    verify, catch_up, verify_again, *rebuilds = commands
+    verify, catch_up, verify_again, *rebuilds, check_lag, check_idle, check_json = commands
     out = reference(db, STEPS[:3])  # Python 2.8.3 stopped mid-workflow
     before = tables(db)
     # 3. Look before switching: read-only, lists the rows Python left lagging.
@@ -83,6 +83,11 @@ def test_the_procedure_on_a_python_database(db):
         r = run(line, db.url)
         assert r.returncode == 0, r.stderr
     assert run(verify, db.url).returncode == 0  # the last one covered every event
+    # Checks: current, but Python stopped mid-workflow, so not idle.
+    assert run(check_lag, db.url).returncode == 0
+    busy = run(check_idle, db.url)
+    assert busy.returncode == 1 and "unfinished workflows" in busy.stdout, busy.stdout
+    assert run(check_json, db.url).returncode == 0
     # Back to Python, which continues; then switching again corrects it.
     ids = dict(out["ids"])
     reference(db, STEPS[3:6], ids)
