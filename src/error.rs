@@ -54,6 +54,12 @@ pub enum Error {
     /// A value that the event codec cannot store exactly.
     #[error("{0}")]
     Encode(String),
+
+    /// Internal: a command could not go in one round trip (it needs a read
+    /// first, or the log moved in a way its facts must see); nothing was
+    /// written, and the tracker runs it the usual way.
+    #[error("the command needs more than one round trip")]
+    NotInOneTrip,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

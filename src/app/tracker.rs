@@ -6,9 +6,9 @@ use crate::app::db::Lease;
 use crate::domain::aggregates::create_event;
 use crate::domain::{Aggregate, Event, Payload, Upcasters, Value};
 use crate::error::{Error, Result};
-use crate::projections::cache::Cache;
-use crate::projections::{self, View};
-use crate::store::{self, Backend, EventStore, Notification, StoredEvent, Tx};
+use crate::projections::cache::{Cache, Mode};
+use crate::projections::{self, tracking, View};
+use crate::store::{self, Backend, EventStore, Kind, Notification, Sql, StoredEvent, Tx};
 use crate::sys::process::ProcessLocal;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -162,20 +162,20 @@ impl Tracker {
         loop {
             let local = self.local();
             let mut facts = locked(&local.facts).take();
+            if attempt == 0 {
+                if let Some((events, last)) = self.one_trip(what, &mut decide, &mut facts)? {
+                    local.high_water.fetch_max(last, Ordering::Relaxed);
+                    *locked(&local.facts) = facts;
+                    self.remember(&events);
+                    return Ok(events);
+                }
+            }
             let mut replaced = false;
             let mut touched: Vec<Uuid> = Vec::new();
             let result = store::write_locked_tx(self.open_store()?, |tx| {
                 let events = decide(tx)?;
                 touched = events.iter().map(|e| e.originator_id).collect();
-                let stored: Vec<StoredEvent> = events
-                    .iter()
-                    .map(|e| StoredEvent {
-                        originator_id: e.originator_id,
-                        originator_version: e.originator_version,
-                        topic: e.topic().to_owned(),
-                        state: e.encode_state(self.upcasters),
-                    })
-                    .collect();
+                let stored = self.stored(&events);
                 let (ids, positions) =
                     projections::tracking::append_and_positions(tx, &self.views, &stored)?;
                 if ids
@@ -241,6 +241,93 @@ impl Tracker {
                 Err(other) => return Err(other),
             }
         }
+    }
+
+    /// The command in one round trip (Postgres), when its aggregates and the
+    /// projectors' facts are carried from earlier commands: the events are
+    /// decided and applied before anything is sent (the transaction is
+    /// offline), then the append, the view rows, the positions and COMMIT go
+    /// together, guarded by what the projectors relied on
+    /// ([`one_trip_check`](projections::tracking::one_trip_check)). Returns
+    /// the committed events and the last id, or `None` when the command
+    /// needs the usual way (a read first, or the guard refused: nothing
+    /// was written); `facts` is then dropped.
+    fn one_trip(
+        &self,
+        what: &str,
+        decide: &mut impl FnMut(&mut dyn Tx) -> Result<Vec<Event>>,
+        facts: &mut Option<Cache>,
+    ) -> Result<Option<(Vec<Event>, i64)>> {
+        if self.backend != Backend::Postgres || self.views.is_empty() {
+            return Ok(None);
+        }
+        let Some(mut cache) = facts.take().filter(|c| c.mode() == Mode::Live) else {
+            return Ok(None);
+        };
+        let seen = cache.seen();
+        let mut out = None;
+        let result = store::write_locked_tx(self.open_store()?, |tx| {
+            if !tx.one_round_trip() {
+                return Err(Error::NotInOneTrip);
+            }
+            tx.set_offline(true);
+            let events = decide(tx)?;
+            let stored = self.stored(&events);
+            cache.record();
+            let refs: Vec<&Event> = events.iter().collect();
+            projections::project_ahead(tx, &self.views, &refs, &mut cache)?;
+            let mut consulted = cache.take_consulted();
+            consulted.extend(events.iter().map(|e| e.originator_id));
+            consulted.sort_unstable();
+            consulted.dedup();
+            let (check, params) = tracking::one_trip_check(&self.views, seen, &consulted);
+            let (ids, rows) =
+                tx.commit_in_one((&check, &params, &[Kind::Int, Kind::Text]), &stored)?;
+            let others = rows
+                .first()
+                .and_then(|r| r.get(1))
+                .and_then(Sql::as_str)
+                .map(uuid_array)
+                .unwrap_or_default();
+            out = Some((events, ids, others));
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(Error::NotInOneTrip) => {
+                log::debug!("{what}: not in one round trip (a read first, or the log moved)");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        let Some((events, ids, others)) = out else {
+            return Ok(None);
+        };
+        let Some(last) = ids.last().copied() else {
+            return Ok(None);
+        };
+        log::trace!("{what}: one round trip");
+        let mine: Vec<Uuid> = events.iter().map(|e| e.originator_id).collect();
+        cache.renumber(&mine, seen, &ids);
+        // The aggregates other writers appended to since `seen` (the check
+        // allowed only a few): forgotten, read again if ever asked for.
+        let others: Vec<Uuid> = others.into_iter().filter(|id| !mine.contains(id)).collect();
+        cache.forget(&others);
+        *facts = Some(cache);
+        Ok(Some((events, last)))
+    }
+
+    /// The events as stored.
+    fn stored(&self, events: &[Event]) -> Vec<StoredEvent> {
+        events
+            .iter()
+            .map(|e| StoredEvent {
+                originator_id: e.originator_id,
+                originator_version: e.originator_version,
+                topic: e.topic().to_owned(),
+                state: e.encode_state(self.upcasters),
+            })
+            .collect()
     }
 
     /// Folds a command's committed events into the cached aggregates.
@@ -479,6 +566,14 @@ impl Tracker {
             tx.notifications(start.saturating_sub(1), None, limit)
         })
     }
+}
+
+/// The uuids of a Postgres array's text (`{a,b}`).
+fn uuid_array(text: &str) -> Vec<Uuid> {
+    text.trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }
 
 /// A value as the reference's f-string log lines show it.

@@ -102,6 +102,15 @@ impl<K: Hash + Eq + Copy, V> Gen<K, V> {
         }
     }
 
+    /// Removes the entry.
+    pub fn remove(&mut self, k: &K) {
+        if let Some((g, _)) = self.map.remove(k) {
+            if g == self.gen {
+                self.current = self.current.saturating_sub(1);
+            }
+        }
+    }
+
     pub fn values_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         self.map.iter_mut().map(|(k, (_, v))| (k, v))
     }

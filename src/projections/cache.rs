@@ -168,6 +168,31 @@ impl Cache {
         self.facts.lookups + self.rows.lookups
     }
 
+    /// Starts recording which aggregates' facts the projectors ask for.
+    pub fn record(&mut self) {
+        self.facts.record();
+    }
+
+    /// The aggregates recorded since [`record`](Cache::record), sorted.
+    pub fn take_consulted(&mut self) -> Vec<Uuid> {
+        self.facts.take_consulted()
+    }
+
+    /// After events were applied at the ids `after + 1, ...` before their
+    /// ids were known: gives their facts (about `aggregates`, the events'
+    /// own) the real ids, and describes the log up to the last of them.
+    pub fn renumber(&mut self, aggregates: &[Uuid], after: i64, real: &[i64]) {
+        self.facts.renumber(aggregates, after, real);
+        if let Some(last) = real.last() {
+            self.seen = *last;
+        }
+    }
+
+    /// Forgets the facts of aggregates other writers appended to.
+    pub fn forget(&mut self, aggregates: &[Uuid]) {
+        self.facts.forget(aggregates);
+    }
+
     /// Records what event `at` tells about its aggregate. Called for every
     /// event of the run, in id order, before any view applies it.
     pub fn observe(&mut self, at: i64, e: &Event) {

@@ -11,7 +11,9 @@ use crate::projections::cache::{Cache, Mode};
 use crate::projections::correct;
 use crate::projections::decode::decode_projected;
 use crate::projections::registry::View;
-use crate::projections::tracking::{positions_with_own, set_position, set_positions, Positions};
+use crate::projections::tracking::{
+    positions_with_own, set_position, set_positions, set_positions_to_end, Positions,
+};
 use crate::store::Tx;
 
 /// How many stored events a catch-up reads (and applies before writing its
@@ -149,6 +151,28 @@ pub fn project(
     set_positions(tx, views, last)?;
     *carried = Some(cache);
     Ok(())
+}
+
+/// [`project`] for a command sent in one round trip (`Tx::commit_in_one`):
+/// applies the new events to the carried live cache, at the ids
+/// `cache.seen() + 1, ...` (their own are not known yet), and queues the
+/// positions as the log's end. Lookups fail (the transaction is offline);
+/// the caller guards the append with
+/// [`one_trip_check`](crate::projections::tracking::one_trip_check) over
+/// what the cache recorded, and renumbers the facts after the commit.
+pub fn project_ahead(
+    tx: &mut dyn Tx,
+    views: &[View],
+    new: &[&Event],
+    cache: &mut Cache,
+) -> Result<()> {
+    let seen = cache.seen();
+    let all = vec![seen; views.len()];
+    for (k, ev) in new.iter().enumerate() {
+        apply_one(tx, cache, views, &all, seen + 1 + k as i64, ev)?;
+    }
+    cache.flush(tx)?;
+    set_positions_to_end(tx, views)
 }
 
 /// Observes the events after `cache.seen()` up to `upto`; `false` (the

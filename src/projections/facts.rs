@@ -175,6 +175,8 @@ pub struct Facts {
     interpolated: FastMap<String, Option<String>>,
     /// Statements run for lookups (for tests and measurements).
     pub lookups: u64,
+    /// While recording: the aggregates whose facts were asked for.
+    consulted: Option<Vec<Uuid>>,
 }
 
 impl Facts {
@@ -187,6 +189,7 @@ impl Facts {
             workflows: Gen::new(),
             interpolated: FastMap::default(),
             lookups: 0,
+            consulted: None,
         }
     }
 
@@ -244,6 +247,66 @@ impl Facts {
                 facts.observe(at, e);
             }
             _ => {}
+        }
+    }
+
+    /// Starts recording the aggregates whose facts are asked for.
+    pub fn record(&mut self) {
+        self.consulted = Some(Vec::new());
+    }
+
+    /// The aggregates recorded since [`record`](Facts::record) (which ends).
+    pub fn take_consulted(&mut self) -> Vec<Uuid> {
+        let mut ids = self.consulted.take().unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn consult(&mut self, ids: impl IntoIterator<Item = Uuid>) {
+        if let Some(c) = &mut self.consulted {
+            c.extend(ids);
+        }
+    }
+
+    /// Gives the facts of `aggregates` that were observed at the notification
+    /// ids `after + 1, after + 2, ...` (events applied before their ids were
+    /// known) their real ids, `real[0], real[1], ...`.
+    pub fn renumber(&mut self, aggregates: &[Uuid], after: i64, real: &[i64]) {
+        let map = |at: &mut i64| {
+            let k = *at - after - 1;
+            if let Some(r) = usize::try_from(k).ok().and_then(|k| real.get(k)) {
+                *at = *r;
+            }
+        };
+        for id in aggregates {
+            if let Some(f) = self.tasks.get_mut(id) {
+                if let Some(Some(info)) = &mut f.created {
+                    map(&mut Arc::make_mut(info).created_at);
+                }
+                if let Some(Some((at, _))) = &mut f.progress {
+                    map(at);
+                }
+            }
+            if let Some(Some(wf)) = self.workflows.get_mut(id) {
+                for (_, at) in &mut Arc::make_mut(wf).tasks {
+                    map(at);
+                }
+            }
+        }
+    }
+
+    /// Forgets what is known of `aggregates` (other writers appended to
+    /// them): it is read from the log again when asked for.
+    pub fn forget(&mut self, aggregates: &[Uuid]) {
+        if aggregates.is_empty() {
+            return;
+        }
+        // A forgotten aggregate is not one without events.
+        self.log_fresh = false;
+        for id in aggregates {
+            self.tasks.remove(id);
+            self.workflows.remove(id);
         }
     }
 
@@ -379,6 +442,7 @@ impl Facts {
         tasks: &[Uuid],
         need: Need,
     ) -> Result<()> {
+        self.consult(tasks.iter().copied());
         let mut queries: Vec<(EdgeQuery<'static>, Uuid, EventType)> = Vec::new();
         for t in tasks {
             let new = self.aggregate_is_new(*t);
@@ -523,6 +587,7 @@ impl Facts {
         upto: i64,
         wf: Uuid,
     ) -> Result<Option<Arc<WorkflowInfo>>> {
+        self.consult([wf]);
         let known = match self.workflows.get_mut(&wf) {
             Some(Some(info)) => Some(info.clone()),
             _ => None,
@@ -620,6 +685,7 @@ impl Facts {
             job: false,
             progress: true,
         };
+        self.consult(wf.tasks.iter().map(|(t, _)| *t).chain([wf.id]));
         let tasks = &mut self.tasks;
         let known = wf.tasks.iter().all(|(t, _)| {
             tasks

@@ -38,6 +38,6 @@ pub mod tracking;
 pub mod view;
 pub mod views;
 
-pub use dispatch::{catch_up, project, BATCH, CARRY_GAP};
+pub use dispatch::{catch_up, project, project_ahead, BATCH, CARRY_GAP};
 pub use registry::{parse_views, tracking_tables, View};
 pub use tracking::{position, positions, set_position};

@@ -7,8 +7,9 @@
 
 use crate::error::Result;
 use crate::projections::registry::View;
-use crate::store::schema::APPLICATION_NAME;
+use crate::store::schema::{APPLICATION_NAME, EVENTS_TABLE};
 use crate::store::{Kind, Sql, StoredEvent, Tx};
+use uuid::Uuid;
 
 /// The application name of biomero_rs's own row in each tracking table.
 pub const OWN_APPLICATION: &str = "biomero_rs";
@@ -132,6 +133,82 @@ pub fn set_position(tx: &mut dyn Tx, view: View, id: i64) -> Result<()> {
         &set_position_sql(view),
         vec![a, b, Sql::Int(id)],
         None,
+    )
+}
+
+/// Sets every view's position to the last notification id of the log, as
+/// the transaction sees it after its own append (queued; see
+/// [`one_trip_check`]).
+pub fn set_positions_to_end(tx: &mut dyn Tx, views: &[View]) -> Result<()> {
+    for v in views {
+        let [a, b] = position_params();
+        tx.queue(
+            v.tracking_table(),
+            &format!(
+                "INSERT INTO {} (application_name, notification_id) \
+                 SELECT n.a, m.last FROM (VALUES ($1::text), ($2::text)) n (a), \
+                 (SELECT max(id) AS last FROM {EVENTS_TABLE}) m \
+                 ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id",
+                v.tracking_table()
+            ),
+            vec![a, b],
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// How many notification ids after a carried cache's `seen` a command in
+/// one round trip accepts (others' events it then reads to stay valid);
+/// after more, the command goes the usual way, which starts a fresh cache.
+const ONE_TRIP_SPAN: usize = 1_000;
+
+/// The check of a command sent in one round trip (`Tx::commit_in_one`),
+/// whose events were applied with facts that describe the log up to
+/// `seen`. Under the log's lock, before the append, it refuses (divides by
+/// zero) unless
+///
+/// - the log still continues those facts: its last id is at least `seen`
+///   (and at most [`ONE_TRIP_SPAN`] beyond);
+/// - no event after `seen` is of an aggregate in `consulted` (the
+///   aggregates whose facts the projectors used, and the events' own), so
+///   those facts are still what a lookup in the log would give;
+/// - every view's position, in both tracking rows, is the log's last id
+///   (nothing to catch up, nothing to correct).
+///
+/// Then the rows the command queued are those `dispatch::project` would write.
+/// Its one row holds the aggregates of the events after `seen` (others'
+/// events: the caller forgets their facts), as an array's text. Every part
+/// reads a few rows by key: the log's last id, the events after `seen` by
+/// id range (planned on their own, never through an aggregate's index and
+/// its whole history), the two rows of each tracking table.
+pub fn one_trip_check(views: &[View], seen: i64, consulted: &[Uuid]) -> (String, Vec<Sql>) {
+    let mut ok = format!(
+        "m.last BETWEEN $1::bigint AND $1::bigint + {ONE_TRIP_SPAN} AND NOT (o.ids && $2::uuid[])"
+    );
+    for v in views {
+        ok.push_str(&format!(
+            " AND (SELECT count(*) FROM {} WHERE application_name IN ($3::text, $4::text) \
+             AND notification_id = m.last) = 2",
+            v.tracking_table()
+        ));
+    }
+    let sql = format!(
+        "SELECT 1 / (COALESCE({ok}, false))::int, o.ids::text \
+         FROM (SELECT COALESCE(max(id), 0) AS last FROM {EVENTS_TABLE}) m, \
+         (SELECT ARRAY(SELECT DISTINCT originator_id FROM (SELECT originator_id FROM {EVENTS_TABLE} \
+         WHERE id > $1::bigint AND id <= $1::bigint + {ONE_TRIP_SPAN} OFFSET 0) t) AS ids) o"
+    );
+    let ids: Vec<String> = consulted.iter().map(|u| u.to_string()).collect();
+    let [a, b] = position_params();
+    (
+        sql,
+        vec![
+            Sql::Int(seen),
+            Sql::Text(format!("{{{}}}", ids.join(","))),
+            a,
+            b,
+        ],
     )
 }
 

@@ -49,7 +49,9 @@ pub fn to_py(err: Error) -> PyErr {
         Error::Concurrency(m) => raise(py, "ConcurrencyError", m),
         Error::RebuildRunning(m) => raise(py, "RebuildRunningError", m),
         e @ Error::Database { .. } => raise(py, "DatabaseError", e.to_string()),
-        e @ (Error::Decode(_) | Error::Cancelled(_)) => raise(py, "BiomeroError", e.to_string()),
+        e @ (Error::Decode(_) | Error::Cancelled(_) | Error::NotInOneTrip) => {
+            raise(py, "BiomeroError", e.to_string())
+        }
     })
 }
 

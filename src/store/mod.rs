@@ -326,6 +326,34 @@ pub trait Tx {
         Ok((ids, row))
     }
 
+    /// Whether this transaction can run [`commit_in_one`](Tx::commit_in_one).
+    fn one_round_trip(&self) -> bool {
+        false
+    }
+
+    /// While on, nothing is sent: anything that would need an answer from
+    /// the database fails with [`Error::NotInOneTrip`] instead (queued
+    /// statements wait). For preparing a [`commit_in_one`](Tx::commit_in_one).
+    fn set_offline(&mut self, on: bool) {
+        let _ = on;
+    }
+
+    /// The whole transaction in one round trip: BEGIN and the log's lock,
+    /// `check` (a SELECT, with its parameters and the kinds of its
+    /// columns), the insert of `events`, the queued statements and COMMIT.
+    /// The check refuses by dividing by zero; the insert refuses (the same
+    /// way) when a version of `events` is taken. Refused, nothing is written
+    /// and this fails with [`Error::NotInOneTrip`]. Returns the events'
+    /// notification ids and the check's rows.
+    fn commit_in_one(
+        &mut self,
+        check: (&str, &[Sql], &[Kind]),
+        events: &[StoredEvent],
+    ) -> Result<(Vec<i64>, Vec<Vec<Sql>>)> {
+        let _ = (check, events);
+        Err(Error::NotInOneTrip)
+    }
+
     fn query(&mut self, sql: &str, params: &[Sql], kinds: &[Kind]) -> Result<Vec<Vec<Sql>>>;
 
     /// Several statements without parameters (DDL).

@@ -190,6 +190,21 @@ impl PgClient {
             });
     }
 
+    /// Lets the connection read what the server sent while it was idle (a
+    /// restart's "terminating connection"), without waiting; then
+    /// [`is_closed`](Self::is_closed) says whether it still stands.
+    pub fn settle(&self) {
+        if !self.abandoned.get() {
+            // A few turns of the runtime: one polls the socket, the next
+            // runs the connection's task on what it read.
+            self.rt.block_on(async {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+    }
+
     /// Closed by the server, or given up after a failure.
     pub fn is_closed(&self) -> bool {
         self.abandoned.get() || self.client.is_closed()

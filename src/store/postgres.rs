@@ -324,10 +324,21 @@ fn run_tx(
         finished: false,
         committing: false,
         queued: Vec::new(),
+        offline: false,
     };
-    let result = f(&mut ptx).and_then(|()| ptx.finish());
+    let mut result = f(&mut ptx).and_then(|()| ptx.finish());
     let committing = ptx.committing;
-    if result.is_err() {
+    if let (true, Err(Error::Database { message, .. })) = (committing, &mut result) {
+        // COMMIT was sent and not answered (a stalled server or network):
+        // the server may still have committed.
+        message.push_str(
+            "; COMMIT was sent but not confirmed, so the transaction may have been recorded",
+        );
+    }
+    if result
+        .as_ref()
+        .is_err_and(|e| !matches!(e, Error::NotInOneTrip))
+    {
         // A failed statement may come from a changed schema: prepare afresh.
         ptx.statements.clear();
         ptx.prepared.names.clear();
@@ -508,6 +519,32 @@ fn text_cell(text: Option<&str>, kind: Kind) -> Result<Sql> {
     })
 }
 
+/// Logs the `no_row` notes of the queued statements of `groups` whose
+/// count in the group's answer `rows` (one row per group) is 0.
+fn log_no_rows<'a>(
+    groups: &[Vec<Queued>],
+    rows: impl IntoIterator<Item = &'a postgres::SimpleQueryRow>,
+) {
+    for (group, row) in groups.iter().zip(rows) {
+        for (i, q) in group.iter().enumerate() {
+            let n: u64 = row.get(i).and_then(|t| t.parse().ok()).unwrap_or(0);
+            if n == 0 {
+                if let Some(note) = &q.no_row {
+                    note.log();
+                }
+            }
+        }
+    }
+}
+
+/// The number of a prepared statement's name (`biomero_rs_<n>`).
+fn name_number(name: &str) -> u64 {
+    name.rsplit('_')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The data rows of a simple query's answer.
 fn rows_of(messages: Vec<postgres::SimpleQueryMessage>) -> Vec<postgres::SimpleQueryRow> {
     messages
@@ -519,12 +556,10 @@ fn rows_of(messages: Vec<postgres::SimpleQueryMessage>) -> Vec<postgres::SimpleQ
         .collect()
 }
 
-/// Inserts `n` events unless one of them has a taken version (or a later
-/// one): then it inserts none and returns no row, so that a writer that
-/// decided on an outdated aggregate draws no notification id (the log keeps
-/// no gap for it). Parameters: originator, version, topic, state of each.
-fn guarded_insert_sql(n: usize) -> String {
-    let rows: Vec<String> = (0..n)
+/// The VALUES rows of `n` events: originator, version, topic, state (`$1`,
+/// `$2`, ...) and their order.
+fn event_rows(n: usize) -> Vec<String> {
+    (0..n)
         .map(|i| {
             let p = 4 * i;
             format!(
@@ -535,12 +570,35 @@ fn guarded_insert_sql(n: usize) -> String {
                 p + 4
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Inserts `n` events unless one of them has a taken version (or a later
+/// one): then it inserts none and returns no row, so that a writer that
+/// decided on an outdated aggregate draws no notification id (the log keeps
+/// no gap for it). Parameters: originator, version, topic, state of each.
+fn guarded_insert_sql(n: usize) -> String {
+    let rows = event_rows(n);
     format!(
         "WITH v (o, n, t, s, k) AS (VALUES {}) \
          INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) \
          SELECT o, n, t, s FROM v WHERE NOT EXISTS (SELECT 1 FROM {EVENTS_TABLE} e JOIN v w \
          ON e.originator_id = w.o AND e.originator_version >= w.n) ORDER BY k RETURNING id",
+        rows.join(", ")
+    )
+}
+
+/// [`guarded_insert_sql`] for [`Tx::commit_in_one`]: when a version is
+/// taken it divides by zero (an error, so that nothing after it in the
+/// round trip runs) before any id is drawn.
+fn one_trip_insert_sql(n: usize) -> String {
+    let rows = event_rows(n);
+    format!(
+        "WITH v (o, n, t, s, k) AS (VALUES {}), \
+         g AS (SELECT 1 / (NOT EXISTS (SELECT 1 FROM {EVENTS_TABLE} e \
+         JOIN v w ON e.originator_id = w.o AND e.originator_version >= w.n))::int AS ok) \
+         INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) \
+         SELECT v.o, v.n, v.t, v.s FROM v CROSS JOIN g WHERE g.ok = 1 ORDER BY v.k RETURNING id",
         rows.join(", ")
     )
 }
@@ -579,6 +637,8 @@ pub struct PgTx<'a> {
     committing: bool,
     /// Statements [`Tx::queue`]d and not sent yet.
     queued: Vec<Queued>,
+    /// See [`Tx::set_offline`].
+    offline: bool,
 }
 
 struct Queued {
@@ -601,8 +661,17 @@ impl Drop for PgTx<'_> {
 }
 
 impl PgTx<'_> {
+    /// Fails while offline (see [`Tx::set_offline`]).
+    fn online(&self) -> Result<()> {
+        if self.offline {
+            return Err(Error::NotInOneTrip);
+        }
+        Ok(())
+    }
+
     /// Sends BEGIN if it is still pending.
     fn start(&mut self) -> Result<()> {
+        self.online()?;
         if let Some(sql) = self.pending_begin.take() {
             self.client.batch_execute(&sql).map_err(pg_err)?;
         }
@@ -612,13 +681,14 @@ impl PgTx<'_> {
     /// What has to go before the next statement: the queued statements and
     /// a pending BEGIN.
     fn ready(&mut self) -> Result<()> {
+        self.online()?;
         self.send_queued("")?;
         self.start()
     }
 
     /// `PREPARE` (the first time) and `EXECUTE` of `sql` with `params`, as
     /// text for a simple query.
-    fn execute_text(&mut self, sql: &str, params: &[Sql], out: &mut String) {
+    fn execute_text(&mut self, sql: &str, params: &[Sql], out: &mut String) -> usize {
         let (name, new) = self.prepared.name(sql);
         if new {
             out.push_str(&format!("PREPARE {name} AS {sql}; "));
@@ -635,6 +705,7 @@ impl PgTx<'_> {
             literal(p, out);
         }
         out.push_str("); ");
+        1 + usize::from(new)
     }
 
     /// Sends the queued statements (see [`Tx::queue`]) in one simple query,
@@ -647,6 +718,21 @@ impl PgTx<'_> {
         if self.queued.is_empty() && then.is_empty() {
             return Ok(());
         }
+        self.online()?;
+        let groups = self.take_groups();
+        let mut text = match self.pending_begin.take() {
+            Some(b) => format!("{b}; "),
+            None => String::new(),
+        };
+        self.push_groups(&groups, &mut text);
+        text.push_str(then);
+        let rows = rows_of(self.client.simple_query(&text).map_err(pg_err)?);
+        log_no_rows(&groups, &rows);
+        Ok(())
+    }
+
+    /// The queued statements, taken, in groups of one statement each.
+    fn take_groups(&mut self) -> Vec<Vec<Queued>> {
         let queued = std::mem::take(&mut self.queued);
         let mut groups: Vec<Vec<Queued>> = Vec::new();
         for q in queued {
@@ -659,11 +745,14 @@ impl PgTx<'_> {
                 _ => groups.push(vec![q]),
             }
         }
-        let mut text = match self.pending_begin.take() {
-            Some(b) => format!("{b}; "),
-            None => String::new(),
-        };
-        for group in &groups {
+        groups
+    }
+
+    /// Appends the statements of `groups` to `text`, each one row of counts;
+    /// returns how many statements it added.
+    fn push_groups(&mut self, groups: &[Vec<Queued>], text: &mut String) -> usize {
+        let mut added = 0;
+        for group in groups {
             let mut sql = String::from("WITH ");
             let mut params: Vec<Sql> = Vec::new();
             for (i, q) in group.iter().enumerate() {
@@ -681,21 +770,123 @@ impl PgTx<'_> {
                 .collect();
             sql.push_str(" SELECT ");
             sql.push_str(&counts.join(", "));
-            self.execute_text(&sql, &params, &mut text);
+            added += self.execute_text(&sql, &params, text);
         }
-        text.push_str(then);
-        let rows = rows_of(self.client.simple_query(&text).map_err(pg_err)?);
-        for (group, row) in groups.iter().zip(&rows) {
-            for (i, q) in group.iter().enumerate() {
-                let n: u64 = row.get(i).and_then(|t| t.parse().ok()).unwrap_or(0);
-                if n == 0 {
-                    if let Some(note) = &q.no_row {
-                        note.log();
-                    }
+        added
+    }
+
+    /// [`Tx::commit_in_one`]: one simple query of BEGIN and the lock, the
+    /// check, the guarded insert, the queued statements and COMMIT. A
+    /// refusal (division by zero) stops the statements after it, and the
+    /// transaction is rolled back (by the drop).
+    fn one_trip(
+        &mut self,
+        (check, check_params, check_kinds): (&str, &[Sql], &[Kind]),
+        events: &[StoredEvent],
+    ) -> Result<(Vec<i64>, Vec<Vec<Sql>>)> {
+        self.offline = false;
+        let Some(begin) = self.pending_begin.take().filter(|_| self.locked) else {
+            return Err(Error::NotInOneTrip); // not a fresh locked transaction
+        };
+        if events.is_empty() {
+            return Err(Error::NotInOneTrip);
+        }
+        // Each statement answers with one CommandComplete; these say which
+        // answers are the check's and the insert's.
+        let mut text = format!("{begin}; ");
+        let mut at = begin.split(';').count(); // statements so far
+        let before = self.prepared.next;
+        at += self.execute_text(check, check_params, &mut text);
+        let check_at = at - 1;
+        let sql = one_trip_insert_sql(events.len());
+        let (name, new) = self.prepared.name(&sql);
+        if new {
+            text.push_str(&format!("PREPARE {name} AS {sql}; "));
+            at += 1;
+        }
+        text.push_str("EXECUTE ");
+        text.push_str(&name);
+        text.push('(');
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            literal(&Sql::Uuid(e.originator_id), &mut text);
+            text.push_str(", ");
+            literal(&Sql::Int(e.originator_version), &mut text);
+            text.push_str(", ");
+            literal(&Sql::Text(e.topic.clone()), &mut text);
+            text.push_str(", ");
+            bytea_literal(&e.state, &mut text);
+        }
+        text.push_str("); ");
+        let insert_at = at;
+        let groups = self.take_groups();
+        at += 1 + self.push_groups(&groups, &mut text);
+        text.push_str("COMMIT");
+        // A connection the server closed while it sat in the pool (a
+        // restart) fails here, before anything is sent: the command then
+        // runs the usual way, on another connection.
+        self.client.settle();
+        if self.client.is_closed() {
+            self.prepared.names.retain(|_, n| name_number(n) <= before);
+            return Err(Error::NotInOneTrip);
+        }
+        self.committing = true;
+        let answer = match self.client.simple_query(&text) {
+            Ok(m) => m,
+            Err(err) => {
+                // PREPAREs after the failed statement did not run.
+                self.prepared.names.retain(|_, n| name_number(n) <= before);
+                // A server error means the statements after it (COMMIT
+                // included) did not run; without one the outcome is unknown.
+                self.committing = err.code().is_none();
+                return match err.code() {
+                    Some(c) if *c == SqlState::DIVISION_BY_ZERO => Err(Error::NotInOneTrip),
+                    _ => Err(pg_err(err)),
+                };
+            }
+        };
+        self.finished = true;
+        let mut statements: Vec<Vec<postgres::SimpleQueryRow>> = vec![Vec::new()];
+        for m in answer {
+            match m {
+                postgres::SimpleQueryMessage::Row(r) => {
+                    statements.last_mut().expect("one open").push(r)
                 }
+                postgres::SimpleQueryMessage::CommandComplete(_) => statements.push(Vec::new()),
+                _ => {}
             }
         }
-        Ok(())
+        let missing = || Error::Database {
+            backend: "postgres",
+            message: "the server answered fewer statements than were sent".into(),
+        };
+        let ids = statements
+            .get(insert_at)
+            .ok_or_else(missing)?
+            .iter()
+            .map(|r| match text_cell(r.get(0), Kind::Int)? {
+                Sql::Int(i) => Ok(i),
+                _ => Err(missing()),
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        // Each group's statement answers one row (a PREPARE none).
+        let counts = statements.get(insert_at + 1..at).unwrap_or(&[]);
+        log_no_rows(&groups, counts.iter().filter_map(|rows| rows.first()));
+        let check_rows = statements
+            .get(check_at)
+            .ok_or_else(missing)?
+            .iter()
+            .map(|r| {
+                check_kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| text_cell(r.get(i), *k))
+                    .collect()
+            })
+            .collect::<Result<Vec<Vec<Sql>>>>()?;
+        Ok((ids, check_rows))
     }
 
     fn execute_now(&mut self, sql: &str, params: &[Sql]) -> Result<u64> {
@@ -725,6 +916,9 @@ impl PgTx<'_> {
     /// Commits (when a block is open), after the queued statements, in one
     /// round trip.
     fn finish(&mut self) -> Result<()> {
+        if self.finished {
+            return Ok(()); // committed by `commit_in_one`
+        }
         if !self.open || (self.pending_begin.is_some() && self.queued.is_empty()) {
             self.finished = true;
             return Ok(()); // nothing was sent: nothing to commit
@@ -751,6 +945,7 @@ impl PgTx<'_> {
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement> {
+        self.online()?;
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
@@ -1138,6 +1333,22 @@ impl Tx for PgTx<'_> {
             .map(|(i, k)| text_cell(row.get(i + 1), *k))
             .collect::<Result<Vec<Sql>>>()?;
         Ok((vec![id], cells))
+    }
+
+    fn one_round_trip(&self) -> bool {
+        self.locked && self.pending_begin.is_some()
+    }
+
+    fn set_offline(&mut self, on: bool) {
+        self.offline = on;
+    }
+
+    fn commit_in_one(
+        &mut self,
+        check: (&str, &[Sql], &[Kind]),
+        events: &[StoredEvent],
+    ) -> Result<(Vec<i64>, Vec<Vec<Sql>>)> {
+        self.one_trip(check, events)
     }
 
     fn query(&mut self, sql: &str, params: &[Sql], kinds: &[Kind]) -> Result<Vec<Vec<Sql>>> {

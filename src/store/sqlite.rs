@@ -3,6 +3,14 @@
 //! WAL journal, `synchronous=FULL` unless the URL asks for `normal`, a busy
 //! timeout instead of "database is locked", and `BEGIN IMMEDIATE` for every
 //! write so that writers queue instead of failing.
+//!
+//! Writers of this module queue on a blocking flock(2) of `<file>-writer`
+//! before `BEGIN IMMEDIATE` ([`WriterTurn`]): SQLite itself has no way to
+//! wait for a lock other than polling (its busy handler sleeps and tries
+//! again), so a waiting writer would start up to a poll interval after the
+//! lock is free; the kernel wakes a flock waiter the moment it is released.
+//! Writers that do not take it (the Python reference, the sqlite3 shell)
+//! are still waited for by the busy handler.
 
 use crate::error::{Error, Result};
 use crate::store::pool::{Manager, Pool, Pooled};
@@ -233,6 +241,52 @@ fn busy(attempt: i32) -> bool {
     }
     std::thread::sleep(Duration::from_millis(if attempt < 100 { 1 } else { 10 }));
     true
+}
+
+/// A writer's turn: the exclusive flock of `<file>-writer`, held for one
+/// write transaction (released when dropped, or by the kernel when the
+/// process dies).
+pub struct WriterTurn {
+    _file: std::fs::File,
+}
+
+/// The path of the writers' lock file of the database file `path`.
+fn writer_lock_path(path: &std::path::Path) -> PathBuf {
+    let mut l = path.as_os_str().to_owned();
+    l.push("-writer");
+    PathBuf::from(l)
+}
+
+/// Waits for the writers' turn on `path` (see the module documentation):
+/// in the kernel's queue, behind the writers ahead, each of which holds it
+/// for one transaction (a process that dies releases it). A signal (Ctrl-C)
+/// ends the wait when the interrupt hook says so. `None` when the lock file
+/// cannot be used: the transaction then waits with SQLite's busy handler
+/// alone, as it does for writers that do not take the turn.
+fn writer_turn(path: &std::path::Path) -> Result<Option<WriterTurn>> {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(writer_lock_path(path))
+    else {
+        return Ok(None);
+    };
+    if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+        return Ok(Some(WriterTurn { _file: file }));
+    }
+    loop {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open file descriptor.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(Some(WriterTurn { _file: file }));
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Ok(None);
+        }
+        crate::sys::interrupt::check()?;
+    }
 }
 
 /// Why this process cannot write the SQLite file at `path` (None: it can).
@@ -484,6 +538,10 @@ impl EventStore for SqliteStore {
         };
         Ok(Box::new(SqliteSession {
             conn,
+            file: match &self.location {
+                SqliteLocation::File(p) => Some(p.clone()),
+                SqliteLocation::Memory => None,
+            },
             lock_path: self.rebuild_lock_path(),
             lock: None,
             masked: self.masked.clone(),
@@ -503,6 +561,10 @@ impl EventStore for SqliteStore {
     fn write(&self, f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         self.writable()?;
         let mut conn = self.conn()?;
+        let _turn = match &self.location {
+            SqliteLocation::File(p) => writer_turn(p)?,
+            SqliteLocation::Memory => None,
+        };
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err)?;
@@ -530,6 +592,8 @@ enum SessionConn {
 /// connection for a memory database) and the rebuild lock's file.
 pub struct SqliteSession {
     conn: SessionConn,
+    /// The database file (`None`: a memory database).
+    file: Option<PathBuf>,
     lock_path: Option<PathBuf>,
     /// The locked `<file>-rebuild`, held open while the session holds the
     /// rebuild lock.
@@ -550,6 +614,10 @@ impl SqliteSession {
         behavior: TransactionBehavior,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
+        let _turn = match (&self.file, behavior) {
+            (Some(file), TransactionBehavior::Immediate) => writer_turn(file)?,
+            _ => None,
+        };
         let tx = self
             .conn()
             .transaction_with_behavior(behavior)

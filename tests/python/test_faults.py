@@ -476,14 +476,21 @@ def test_a_stopped_server_fails_a_command_within_the_bound_and_recovers():
         cluster.signal_all(signal.SIGSTOP)
         try:
             start = time.monotonic()
-            with pytest.raises(DatabaseError, match="command_timeout"):
+            with pytest.raises(DatabaseError, match="command_timeout") as failed:
                 t.start_workflow(wf)
             elapsed = time.monotonic() - start
             assert elapsed < 3 + 2 + 3, elapsed
+            # The command went in one round trip, COMMIT included: the
+            # server, stopped, may still commit it when it resumes.
+            assert "may have been recorded" in str(failed.value)
         finally:
             cluster.signal_all(signal.SIGCONT)
         t.start_workflow(wf)  # the next command after recovery works
-        assert t.repository.get(wf).version == 1
+        # The stalled command either committed or not; the log and the
+        # views agree with each other either way.
+        version = t.repository.get(wf).version
+        assert version in (1, 2), version
+        assert biomero_rs.verify(cluster.url) == []
         t.close()
     finally:
         cluster.stop()
