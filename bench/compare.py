@@ -66,7 +66,10 @@ that work with this database and these settings:
    no same-writes run to be held against.
 
 Then ``repository.get`` of a task with 1,000 events (written once by
-biomero_rs; the same rows are read by both sides).
+biomero_rs; the same rows are read by both sides): ``biomero_rs`` gets it
+again and again from one tracker, which keeps what it read and reads only
+the events after it (as BIOMERO polls a task); ``biomero_rs cold`` gets it
+from a new tracker each time (the whole history read and decoded).
 
 ``--rs-baseline DIR`` measures another build of biomero_rs (e.g. that of an
 earlier commit, installed with ``pip install --target DIR``) in the same run:
@@ -286,6 +289,11 @@ def worker_get(impl, url, task_hex, reps):
 
         repo = biomero_rs.WorkflowTracker(url, views=[]).repository
         done = lambda: None  # noqa: E731  (each get is its own read transaction)
+    elif impl == "rs_cold":
+        import biomero_rs
+
+        repo = None  # a new tracker before each get (untimed): nothing of the task in memory
+        done = lambda: None  # noqa: E731
     else:
         from biomero.database import EngineManager
 
@@ -293,6 +301,8 @@ def worker_get(impl, url, task_hex, reps):
         repo = tracker.repository
         done = EngineManager.rollback  # end the scoped session's read, as BIOMERO does
     for i in range(reps + 5):
+        if impl == "rs_cold":
+            repo = biomero_rs.WorkflowTracker(url, views=[]).repository
         t0 = perf()
         task = repo.get(task_id)
         t1 = perf()
@@ -300,7 +310,7 @@ def worker_get(impl, url, task_hex, reps):
         if i >= 5:  # warm-up
             lat.append(t1 - t0)
     assert task.version == 999 and len(task.job_ids) == 0, (task.version,)
-    if impl != "rs":
+    if impl not in ("rs", "rs_cold"):
         runner.stop()
         EngineManager.close_engine()
     return {"lat": lat}
@@ -980,7 +990,8 @@ class Bench:
             task = self.worker("prep_get", url=url, n_events=1000, sqlite_path=path)["task"]
             out = {}
             for rnd in range(o.rounds):
-                order = [("biomero_rs", "rs", url, False), ("reference", "ref", ref_url, False)]
+                order = [("biomero_rs", "rs", url, False), ("biomero_rs cold", "rs_cold", url, False),
+                         ("reference", "ref", ref_url, False)]
                 if self.base_env is not None:
                     order.insert(1, ("biomero_rs" + BASELINE, "rs", url, True))
                 if rnd % 2:
@@ -1191,7 +1202,7 @@ def report(results, gets, opts, plans=None):
     grows = []
     for backend, g in gets.items():
         ref = sorted(g.get("reference", []))
-        for label in ("biomero_rs", "biomero_rs" + BASELINE, "reference"):
+        for label in ("biomero_rs", "biomero_rs cold", "biomero_rs" + BASELINE, "reference"):
             if label.endswith(BASELINE) and label not in g:
                 continue
             lat = sorted(g.get(label, []))
@@ -1237,12 +1248,15 @@ def report(results, gets, opts, plans=None):
         a, r = rate(b, label), rate(b, rawl)
         print(f"{name}: {100 * share:.1f}% (medians {a:,.0f} vs {r:,.0f}/s) -> "
               f"{'met' if share >= need else 'MISSED'}")
+    goal = {"sqlite": 0.3, "postgres": 0.6}
     for backend, g in gets.items():
-        rs = sorted(g.get("biomero_rs", []))
-        if rs:
-            m = pct(rs, 0.5)
-            print(f"{backend} repository.get 1,000 events < 1 ms median: {m:.3f} ms -> "
-                  f"{'met' if m < 1 else 'MISSED'}")
+        for label in ("biomero_rs", "biomero_rs cold"):
+            rs = sorted(g.get(label, []))
+            if rs:
+                m = pct(rs, 0.5)
+                need = goal.get(backend, 1.0)
+                print(f"{backend} repository.get 1,000 events ({label}) <= {need} ms median: "
+                      f"{m:.3f} ms -> {'met' if m <= need else 'MISSED'}")
     mods = {}  # module -> the contender that loaded it
     for (_, label), agg in results.items():
         if agg.get("info", {}).get("module"):

@@ -365,20 +365,37 @@ impl Tracker {
         if let Some(agg) = locked(&self.local().aggregates).get(&id) {
             return Ok(agg.clone());
         }
-        let agg = self.load(tx, id)?;
+        let agg = self.load(tx, id, None)?;
+        self.keep(&agg);
+        Ok(agg)
+    }
+
+    /// Caches an aggregate as stored (committed).
+    fn keep(&self, agg: &Aggregate) {
         let mut cache = locked(&self.local().aggregates);
         if cache.len() >= AGGREGATE_CACHE {
             cache.clear();
         }
-        cache.insert(id, agg.clone());
-        Ok(agg)
+        cache.insert(agg.id(), agg.clone());
     }
 
     /// Loads an aggregate in the transaction: each stored event is decoded
-    /// from the row as it comes and folded in.
-    fn load(&self, tx: &mut dyn Tx, id: Uuid) -> Result<Aggregate> {
-        let mut agg: Option<Aggregate> = None;
-        tx.scan_events(id, &mut |n| {
+    /// from the row as it comes and folded in. From `cached` (a state of
+    /// the aggregate as stored earlier) only the events after it are read
+    /// and folded in, as eventsourcing's repository fast-forwards its
+    /// cached aggregates; when the log no longer holds the cached state's
+    /// last event (a log replaced), it is read whole.
+    fn load(&self, tx: &mut dyn Tx, id: Uuid, cached: Option<Aggregate>) -> Result<Aggregate> {
+        let from = cached.as_ref().map_or(0, Aggregate::version);
+        let mut continues = cached.is_none();
+        let mut agg = cached;
+        let mut failed = None;
+        tx.scan_events(id, from, &mut |n| {
+            if !continues {
+                // The first row must be the cached state's own last event.
+                continues = n.originator_version == from;
+                return Ok(());
+            }
             if let Some(e) = Event::decode(
                 n.originator_id,
                 n.originator_version,
@@ -386,10 +403,18 @@ impl Tracker {
                 n.state,
                 self.upcasters,
             )? {
-                Aggregate::fold(&mut agg, &e)?;
+                if let Err(err) = Aggregate::fold(&mut agg, &e) {
+                    failed.get_or_insert(err);
+                }
             }
             Ok(())
         })?;
+        if from > 0 && (!continues || failed.is_some()) {
+            return self.load(tx, id, None);
+        }
+        if let Some(err) = failed {
+            return Err(err);
+        }
         agg.ok_or(Error::NotFound(id))
     }
 
@@ -556,8 +581,13 @@ impl Tracker {
     // ------------------------------------------------------------- reading
 
     /// The aggregate's current state.
+    /// The aggregate as stored now. One this tracker has seen before is
+    /// read from its cached state on: only the events after it.
     pub fn get(&self, id: Uuid) -> Result<Aggregate> {
-        store::read_tx(self.open_store()?, |tx| self.load(tx, id))
+        let cached = locked(&self.local().aggregates).get(&id).cloned();
+        let agg = store::read_tx(self.open_store()?, |tx| self.load(tx, id, cached.clone()))?;
+        self.keep(&agg);
+        Ok(agg)
     }
 
     /// Notifications with `id >= start`, at most `limit`, in id order.

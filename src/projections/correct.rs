@@ -163,7 +163,7 @@ fn close(tx: &mut dyn Tx, touched: HashSet<Uuid>) -> Result<Closure> {
             continue;
         }
         let mut found: Vec<(i64, Event)> = Vec::new();
-        tx.scan_events(id, &mut |n| {
+        tx.scan_events(id, 0, &mut |n| {
             if let Some(ev) = decode_ref(n) {
                 found.push((n.id, ev));
             }

@@ -230,15 +230,19 @@ pub trait Tx {
     /// An aggregate's events in version order, with their notification ids.
     fn load_events(&mut self, originator_id: Uuid) -> Result<Vec<Notification>>;
 
-    /// [`load_events`](Tx::load_events), lent one at a time to `f` without
-    /// copying them where the backend can; stops at `f`'s first error.
+    /// [`load_events`](Tx::load_events) from version `from` on, lent one at
+    /// a time to `f` without copying them where the backend can; stops at
+    /// `f`'s first error.
     fn scan_events(
         &mut self,
         originator_id: Uuid,
+        from: i64,
         f: &mut dyn FnMut(&NotificationRef<'_>) -> Result<()>,
     ) -> Result<()> {
         for n in self.load_events(originator_id)? {
-            f(&n.as_ref())?;
+            if n.event.originator_version >= from {
+                f(&n.as_ref())?;
+            }
         }
         Ok(())
     }

@@ -1097,16 +1097,17 @@ impl Tx for PgTx<'_> {
     fn scan_events(
         &mut self,
         originator_id: Uuid,
+        from: i64,
         f: &mut dyn FnMut(&NotificationRef<'_>) -> Result<()>,
     ) -> Result<()> {
         self.ready()?;
         let stmt = self.statement(&format!(
             "SELECT id, originator_version, topic, state FROM {EVENTS_TABLE} \
-             WHERE originator_id = $1 ORDER BY originator_version"
+             WHERE originator_id = $1 AND originator_version >= $2 ORDER BY originator_version"
         ))?;
         for r in self
             .client
-            .query(&stmt, &[&originator_id])
+            .query(&stmt, &[&originator_id, &from])
             .map_err(pg_err)?
         {
             f(&NotificationRef {

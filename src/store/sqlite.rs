@@ -787,17 +787,18 @@ impl Tx for SqliteTx<'_> {
     fn scan_events(
         &mut self,
         originator_id: Uuid,
+        from: i64,
         f: &mut dyn FnMut(&NotificationRef<'_>) -> Result<()>,
     ) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
                 "SELECT id, originator_version, topic, state FROM {EVENTS_TABLE} \
-                 WHERE originator_id = ?1 ORDER BY originator_version"
+                 WHERE originator_id = ?1 AND originator_version >= ?2 ORDER BY originator_version"
             ))
             .map_err(sql_err)?;
         let mut rows = stmt
-            .query([&originator_id.as_bytes()[..]])
+            .query(rusqlite::params![&originator_id.as_bytes()[..], from])
             .map_err(sql_err)?;
         while let Some(r) = rows.next().map_err(sql_err)? {
             let bad = |what: &str| Error::Database {

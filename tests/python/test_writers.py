@@ -243,3 +243,36 @@ def test_sqlite_writers_wait_in_the_kernel_queue(sqlite_db):
     assert done and done[0] - released < 0.25
     assert t.repository.get(wf).version == 1
     t.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_get_reads_on_from_what_it_has_seen(backend, tmp_path):
+    """repository.get keeps the aggregates it read and reads only the events
+    after them: what another writer appended shows at once, and a database
+    dropped and made again is read whole."""
+    d = Database(backend, tmp_path)
+    try:
+        a, b = WorkflowTracker(d.url), WorkflowTracker(d.url)
+        wf = a.initiate_workflow("w", "d", 1, 2)
+        task = a.add_task_to_workflow(wf, "cellpose", "1", {"image_ids": [1]}, {})
+        assert a.repository.get(task).version == 0
+        for i in range(5):
+            b.update_task_progress(task, f"{i}%")
+            got = a.repository.get(task)
+            assert (got.version, got.progress) == (i + 1, f"{i}%")
+        b.add_job_id(task, 99)
+        assert a.repository.get(task).job_ids == [99]
+        # The same ids in a new log: task at version 0 with other values.
+        a.close()
+        b.close()
+        rows = d.rows("SELECT originator_id, originator_version, topic, state FROM workflowtracker_events "
+                      "WHERE originator_version = 0 ORDER BY id")
+        c = WorkflowTracker(d.url)
+        assert c.repository.get(task).version == 6
+        d.execute("DELETE FROM workflowtracker_events")
+        d.insert_events([tuple(r) for r in rows])
+        got = c.repository.get(task)
+        assert (got.version, got.job_ids, got.progress) == (0, [], None)
+        c.close()
+    finally:
+        d.drop()
