@@ -599,9 +599,10 @@ def worker_prep_same_writes(backend, url, n_workflows, seed, out_path):
         if name:
             refs[name] = r
         rows = db_rows(conn, backend, EVENTS_TABLE, [ev_id] + ev_cols,
-                       f'WHERE "{ev_id}" > {int(last_id)} ORDER BY "{ev_id}"')
+                       # the table's column, not the text form db_rows selects under that name
+                       f'WHERE "{ev_id}" > {int(last_id)} ORDER BY "{EVENTS_TABLE}"."{ev_id}"')
         if rows:
-            last_id = int(rows[-1][0])
+            last_id = max(int(r[0]) for r in rows)
         after = db_snapshot(conn, backend, cat, others)
         upsert, delete = {}, {}
         for t in others:
@@ -1057,7 +1058,7 @@ def pct(sorted_ns, q):
 
 
 def table(headers, rows):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
     line = "| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     out = [line, sep]
