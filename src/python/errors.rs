@@ -22,13 +22,19 @@ thread_local! {
 }
 
 /// The interrupt hook of the core (`crate::interrupt`): runs Python's signal
-/// handlers (in the main thread); true when one raised (Ctrl-C).
+/// handlers (in the main thread); true when one raised (Ctrl-C). A handler
+/// may also have run, and raised, inside Python code the core called
+/// meanwhile (a logging handler, which leaves the exception set): that
+/// exception stops the call too, at once rather than at its end.
 pub fn check_signals() -> bool {
-    Python::with_gil(|py| match py.check_signals() {
-        Ok(()) => false,
-        Err(e) => {
-            PENDING.with(|p| *p.borrow_mut() = Some(e));
-            true
+    Python::with_gil(|py| {
+        let raised = PyErr::take(py).map_or_else(|| py.check_signals(), Err);
+        match raised {
+            Ok(()) => false,
+            Err(e) => {
+                PENDING.with(|p| *p.borrow_mut() = Some(e));
+                true
+            }
         }
     })
 }

@@ -135,7 +135,7 @@ pub fn rebuild_views(
     });
     match (result, failure) {
         (_, Some(e)) => Err(e),
-        (r, None) => r.map_err(to_py),
+        (r, None) => r.py(),
     }
 }
 
@@ -530,7 +530,7 @@ pub fn execute_statements<'py>(
         })
     });
     match outcome {
-        Ok(()) | Err(crate::Error::Cancelled(_)) => {}
+        Ok(()) | Err(crate::Error::Cancelled(_)) => Ok(()).py()?,
         Err(e) => return Err(to_py(e)),
     }
     let rows = pyo3::types::PyList::empty(py);

@@ -571,12 +571,14 @@ def _bulk_log(db, n):
 
 def _wait_until_rebuilding(db, proc):
     """Returns once the rebuild in `proc` is under way: it holds the
-    database's rebuild lock (named by `check`), and has read for a moment."""
+    database's rebuild lock (named by `check`), and has read for a moment
+    (a short one: a release build rebuilds these logs in a fraction of a
+    second)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the rebuild ended before it could be interrupted"
         if biomero_rs.check(db.url)["rebuild"] is not None:
-            time.sleep(0.3)
+            time.sleep(0.03)
             return
         time.sleep(0.01)
     pytest.fail("the rebuild did not start")
