@@ -602,7 +602,7 @@ def worker_prep_same_writes(backend, url, n_workflows, seed, out_path):
                        # the table's column, not the text form db_rows selects under that name
                        f'WHERE "{ev_id}" > {int(last_id)} ORDER BY "{EVENTS_TABLE}"."{ev_id}"')
         if rows:
-            last_id = max(int(r[0]) for r in rows)
+            last_id = int(rows[-1][0])
         after = db_snapshot(conn, backend, cat, others)
         upsert, delete = {}, {}
         for t in others:

@@ -69,12 +69,17 @@ pub trait IntoPy<T> {
 impl<T> IntoPy<T> for crate::error::Result<T> {
     fn py(self) -> PyResult<T> {
         let value = self.map_err(to_py)?;
-        // A signal handler may have raised (Ctrl-C) inside Python code the
-        // call ran meanwhile (a logging handler): raise that, not a result
-        // with an exception set.
-        match Python::with_gil(PyErr::take) {
-            Some(e) => Err(e),
-            None => Ok(value),
-        }
+        raise_pending()?;
+        Ok(value)
+    }
+}
+
+/// A signal handler may have raised (Ctrl-C) inside Python code a call ran
+/// meanwhile (a logging handler): that exception, to raise instead of
+/// returning a result with an exception set.
+pub fn raise_pending() -> PyResult<()> {
+    match Python::with_gil(PyErr::take) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }

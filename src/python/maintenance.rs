@@ -2,7 +2,7 @@
 
 use crate::app::db::Lease;
 use crate::python::args::{url_arg, views_arg};
-use crate::python::errors::{to_py, IntoPy};
+use crate::python::errors::{raise_pending, to_py, IntoPy};
 use crate::store;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -530,7 +530,7 @@ pub fn execute_statements<'py>(
         })
     });
     match outcome {
-        Ok(()) | Err(crate::Error::Cancelled(_)) => Ok(()).py()?,
+        Ok(()) | Err(crate::Error::Cancelled(_)) => raise_pending()?,
         Err(e) => return Err(to_py(e)),
     }
     let rows = pyo3::types::PyList::empty(py);

@@ -335,16 +335,9 @@ fn writer_turn(path: &std::path::Path) -> Result<Option<WriterTurn>> {
             f
         }
     };
-    if flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
-        return Ok(Some(WriterTurn {
-            file: Some(file),
-            lock_path,
-        }));
-    }
+    // A free lock is taken at once; a held one queues in the kernel.
     loop {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid open file descriptor.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        if flock(&file, libc::LOCK_EX) {
             return Ok(Some(WriterTurn {
                 file: Some(file),
                 lock_path,
