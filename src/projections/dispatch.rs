@@ -12,7 +12,7 @@ use crate::projections::correct;
 use crate::projections::decode::decode_projected;
 use crate::projections::registry::View;
 use crate::projections::tracking::{
-    positions_with_own, set_position, set_positions, set_positions_to_end, Positions,
+    positions_with_own, set_position, set_positions, set_positions_to_appended, Positions,
 };
 use crate::store::Tx;
 
@@ -156,8 +156,8 @@ pub fn project(
 /// [`project`] for a command sent in one round trip (`Tx::commit_in_one`):
 /// applies the new events to the carried live cache, at the ids
 /// `cache.seen() + 1, ...` (their own are not known yet), and queues the
-/// positions as the log's end. Lookups fail (the transaction is offline);
-/// the caller guards the append with
+/// positions as the last id its own append draws (the log's end). Lookups
+/// fail (the transaction is offline); the caller guards the append with
 /// [`one_trip_check`](crate::projections::tracking::one_trip_check) over
 /// what the cache recorded, and renumbers the facts after the commit.
 pub fn project_ahead(
@@ -172,7 +172,7 @@ pub fn project_ahead(
         apply_one(tx, cache, views, &all, seen + 1 + k as i64, ev)?;
     }
     cache.flush(tx)?;
-    set_positions_to_end(tx, views)
+    set_positions_to_appended(tx, views)
 }
 
 /// Observes the events after `cache.seen()` up to `upto`; `false` (the

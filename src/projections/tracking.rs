@@ -8,7 +8,7 @@
 use crate::error::Result;
 use crate::projections::registry::View;
 use crate::store::schema::{APPLICATION_NAME, EVENTS_TABLE};
-use crate::store::{Kind, Sql, StoredEvent, Tx};
+use crate::store::{Kind, Sql, StoredEvent, Tx, APPENDED_LAST_ID};
 use uuid::Uuid;
 
 /// The application name of biomero_rs's own row in each tracking table.
@@ -136,18 +136,17 @@ pub fn set_position(tx: &mut dyn Tx, view: View, id: i64) -> Result<()> {
     )
 }
 
-/// Sets every view's position to the last notification id of the log, as
-/// the transaction sees it after its own append (queued; see
-/// [`one_trip_check`]).
-pub fn set_positions_to_end(tx: &mut dyn Tx, views: &[View]) -> Result<()> {
+/// Sets every view's position to the last notification id the command's
+/// own append draws, which [`one_trip_check`] makes the log's end (queued
+/// for `Tx::commit_in_one`; the id is read as [`APPENDED_LAST_ID`]).
+pub fn set_positions_to_appended(tx: &mut dyn Tx, views: &[View]) -> Result<()> {
     for v in views {
         let [a, b] = position_params();
         tx.queue(
             v.tracking_table(),
             &format!(
                 "INSERT INTO {} (application_name, notification_id) \
-                 SELECT n.a, m.last FROM (VALUES ($1::text), ($2::text)) n (a), \
-                 (SELECT max(id) AS last FROM {EVENTS_TABLE}) m \
+                 VALUES ($1::text, {APPENDED_LAST_ID}), ($2::text, {APPENDED_LAST_ID}) \
                  ON CONFLICT (application_name) DO UPDATE SET notification_id = excluded.notification_id",
                 v.tracking_table()
             ),

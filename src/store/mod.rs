@@ -22,6 +22,11 @@ use uuid::Uuid;
 
 pub use url::DbUrl;
 
+/// In the statements queued for [`Tx::commit_in_one`], the last
+/// notification id its insert drew (a transaction-local setting the insert
+/// leaves; read after it, in the same transaction).
+pub const APPENDED_LAST_ID: &str = "current_setting('biomero_rs.appended')::bigint";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -348,7 +353,9 @@ pub trait Tx {
     /// The check refuses by dividing by zero; the insert refuses (the same
     /// way) when a version of `events` is taken. Refused, nothing is written
     /// and this fails with [`Error::NotInOneTrip`]. Returns the events'
-    /// notification ids and the check's rows.
+    /// notification ids and the check's rows. The queued statements can
+    /// read the last of those ids as the SQL expression
+    /// [`APPENDED_LAST_ID`].
     fn commit_in_one(
         &mut self,
         check: (&str, &[Sql], &[Kind]),

@@ -588,17 +588,27 @@ fn guarded_insert_sql(n: usize) -> String {
     )
 }
 
+/// The transaction-local setting in which [`one_trip_insert_sql`] leaves
+/// the last notification id it drew (read by
+/// [`APPENDED_LAST_ID`](crate::store::APPENDED_LAST_ID)).
+const APPENDED_SETTING: &str = "biomero_rs.appended";
+
 /// [`guarded_insert_sql`] for [`Tx::commit_in_one`]: when a version is
 /// taken it divides by zero (an error, so that nothing after it in the
-/// round trip runs) before any id is drawn.
+/// round trip runs) before any id is drawn. It leaves the last id it drew
+/// in [`APPENDED_SETTING`] for the rest of the transaction, so that the
+/// statements after it read that one value instead of each looking up the
+/// log's end.
 fn one_trip_insert_sql(n: usize) -> String {
     let rows = event_rows(n);
     format!(
         "WITH v (o, n, t, s, k) AS (VALUES {}), \
          g AS (SELECT 1 / (NOT EXISTS (SELECT 1 FROM {EVENTS_TABLE} e \
-         JOIN v w ON e.originator_id = w.o AND e.originator_version >= w.n))::int AS ok) \
-         INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) \
-         SELECT v.o, v.n, v.t, v.s FROM v CROSS JOIN g WHERE g.ok = 1 ORDER BY v.k RETURNING id",
+         JOIN v w ON e.originator_id = w.o AND e.originator_version >= w.n))::int AS ok), \
+         i AS (INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) \
+         SELECT v.o, v.n, v.t, v.s FROM v CROSS JOIN g WHERE g.ok = 1 ORDER BY v.k RETURNING id) \
+         SELECT i.id, set_config('{APPENDED_SETTING}', (SELECT max(id) FROM i)::text, true) \
+         FROM i ORDER BY i.id",
         rows.join(", ")
     )
 }
