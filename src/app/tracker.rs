@@ -390,20 +390,14 @@ impl Tracker {
         let mut continues = cached.is_none();
         let mut agg = cached;
         let mut failed = None;
-        tx.scan_events(id, from, &mut |n| {
+        tx.scan_history(id, from, &mut |version, topic, state| {
             if !continues {
                 // The first row must be the cached state's own last event.
-                continues = n.originator_version == from;
+                continues = version == from;
                 return Ok(());
             }
-            if let Some(e) = Event::decode(
-                n.originator_id,
-                n.originator_version,
-                n.topic,
-                n.state,
-                self.upcasters,
-            )? {
-                if let Err(err) = Aggregate::fold(&mut agg, &e) {
+            if let Some(e) = Event::decode(id, version, topic, state, self.upcasters)? {
+                if let Err(err) = Aggregate::fold_owned(&mut agg, e) {
                     failed.get_or_insert(err);
                 }
             }

@@ -51,42 +51,50 @@ impl Aggregate {
     pub fn replay<I: IntoIterator<Item = Event>>(events: I) -> Result<Option<Aggregate>> {
         let mut agg: Option<Aggregate> = None;
         for e in events {
-            Aggregate::fold(&mut agg, &e)?;
+            Aggregate::fold_owned(&mut agg, e)?;
         }
         Ok(agg)
     }
 
     /// Folds the next event into `agg` (creating it from the first).
     pub fn fold(agg: &mut Option<Aggregate>, e: &Event) -> Result<()> {
+        Self::fold_owned(agg, e.clone())
+    }
+
+    /// [`fold`](Aggregate::fold) of an event the caller no longer needs:
+    /// its values move into the state instead of being copied (a stored
+    /// history is folded this way, one decoded event at a time).
+    pub fn fold_owned(agg: &mut Option<Aggregate>, e: Event) -> Result<()> {
         match agg.as_mut() {
             None => *agg = Some(Aggregate::create(e)?),
-            Some(a) => a.apply(e)?,
+            Some(a) => a.apply_owned(e)?,
         }
         Ok(())
     }
 
-    fn create(e: &Event) -> Result<Aggregate> {
+    fn create(e: Event) -> Result<Aggregate> {
         if e.originator_version != 0 {
             return Err(Error::decode(format!(
                 "aggregate {} starts at version {}, not 0",
                 e.originator_id, e.originator_version
             )));
         }
-        match &e.payload {
+        let (id, timestamp) = (e.originator_id, e.timestamp);
+        match e.payload {
             Payload::WorkflowInitiated {
                 name,
                 description,
                 user,
                 group,
             } => Ok(Aggregate::WorkflowRun(WorkflowRunState {
-                id: e.originator_id,
+                id,
                 version: 0,
-                created_on: e.timestamp,
-                modified_on: e.timestamp,
-                name: name.clone(),
-                description: description.clone(),
-                user: user.clone(),
-                group: group.clone(),
+                created_on: timestamp,
+                modified_on: timestamp,
+                name,
+                description,
+                user,
+                group,
                 tasks: Vec::new(),
             })),
             Payload::TaskCreated {
@@ -96,15 +104,15 @@ impl Aggregate {
                 input_data,
                 params,
             } => Ok(Aggregate::Task(TaskState {
-                id: e.originator_id,
+                id,
                 version: 0,
-                created_on: e.timestamp,
-                modified_on: e.timestamp,
-                workflow_id: *workflow_id,
-                task_name: task_name.clone(),
-                task_version: task_version.clone(),
-                input_data: input_data.clone(),
-                params: params.clone(),
+                created_on: timestamp,
+                modified_on: timestamp,
+                workflow_id,
+                task_name,
+                task_version,
+                input_data,
+                params,
                 job_ids: Vec::new(),
                 results: Vec::new(),
                 result_message: Value::Null,
@@ -121,6 +129,11 @@ impl Aggregate {
 
     /// Applies one later event.
     pub fn apply(&mut self, e: &Event) -> Result<()> {
+        self.apply_owned(e.clone())
+    }
+
+    /// [`apply`](Aggregate::apply), moving the event's values into the state.
+    pub fn apply_owned(&mut self, e: Event) -> Result<()> {
         if e.originator_version != self.version() + 1 {
             return Err(Error::decode(format!(
                 "aggregate {} has version {} after version {}",
@@ -129,35 +142,34 @@ impl Aggregate {
                 self.version()
             )));
         }
-        match (self, &e.payload) {
-            (Aggregate::WorkflowRun(w), p) if p.event_type().is_workflow_event() => {
-                match p {
-                    Payload::TaskAdded { task_id } => w.tasks.push(*task_id),
+        let workflow_event = e.payload.event_type().is_workflow_event();
+        match self {
+            Aggregate::WorkflowRun(w) if workflow_event => {
+                match e.payload {
+                    Payload::TaskAdded { task_id } => w.tasks.push(task_id),
                     Payload::WorkflowStarted
                     | Payload::WorkflowCompleted
                     | Payload::WorkflowFailed { .. } => {}
-                    _ => return Err(misplaced(e)),
+                    _ => return Err(misplaced(&e)),
                 }
                 w.version = e.originator_version;
                 w.modified_on = e.timestamp;
             }
-            (Aggregate::Task(t), p) if !p.event_type().is_workflow_event() => {
-                match p {
-                    Payload::JobIdAdded { job_id } => t.job_ids.push(job_id.clone()),
-                    Payload::StatusUpdated { status } => t.status = status.clone(),
-                    Payload::ProgressUpdated { progress } => t.progress = progress.clone(),
-                    Payload::ResultAdded { result } => t.results.push(result.clone()),
+            Aggregate::Task(t) if !workflow_event => {
+                match e.payload {
+                    Payload::JobIdAdded { job_id } => t.job_ids.push(job_id),
+                    Payload::StatusUpdated { status } => t.status = status,
+                    Payload::ProgressUpdated { progress } => t.progress = progress,
+                    Payload::ResultAdded { result } => t.results.push(result),
                     Payload::TaskStarted => {}
-                    Payload::TaskCompleted { result } => t.result_message = result.clone(),
-                    Payload::TaskFailed { error_message } => {
-                        t.result_message = error_message.clone()
-                    }
-                    _ => return Err(misplaced(e)),
+                    Payload::TaskCompleted { result } => t.result_message = result,
+                    Payload::TaskFailed { error_message } => t.result_message = error_message,
+                    _ => return Err(misplaced(&e)),
                 }
                 t.version = e.originator_version;
                 t.modified_on = e.timestamp;
             }
-            _ => return Err(misplaced(e)),
+            _ => return Err(misplaced(&e)),
         }
         Ok(())
     }

@@ -59,8 +59,27 @@ impl EventType {
         }
     }
 
+    /// The event type whose [`topic`](EventType::topic) is exactly `topic`.
+    /// (One match on what follows the topics' common prefix, not a search
+    /// of every topic: this runs for each event read.)
     pub fn from_topic(topic: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.topic() == topic)
+        use EventType::*;
+        Some(match topic.strip_prefix("biomero.eventsourcing:")? {
+            "Task.ProgressUpdated" => ProgressUpdated,
+            "Task.StatusUpdated" => StatusUpdated,
+            "Task.TaskCreated" => TaskCreated,
+            "Task.JobIdAdded" => JobIdAdded,
+            "Task.ResultAdded" => ResultAdded,
+            "Task.TaskStarted" => TaskStarted,
+            "Task.TaskCompleted" => TaskCompleted,
+            "Task.TaskFailed" => TaskFailed,
+            "WorkflowRun.WorkflowInitiated" => WorkflowInitiated,
+            "WorkflowRun.TaskAdded" => TaskAdded,
+            "WorkflowRun.WorkflowStarted" => WorkflowStarted,
+            "WorkflowRun.WorkflowCompleted" => WorkflowCompleted,
+            "WorkflowRun.WorkflowFailed" => WorkflowFailed,
+            _ => return None,
+        })
     }
 
     /// The field names after `timestamp` (and `originator_topic`), in
@@ -97,5 +116,37 @@ impl EventType {
 
     pub fn is_workflow_event(self) -> bool {
         self.topic().starts_with(WORKFLOW_RUN_TOPIC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_topic_is_the_inverse_of_topic_and_exact() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::from_topic(t.topic()), Some(t), "{t:?}");
+            let topic = t.topic();
+            for other in [
+                format!("{topic}.x"),
+                format!("{topic} "),
+                format!("x{topic}"),
+                topic.to_lowercase(),
+                topic.replace("biomero.", "biomero_"),
+                topic.replace(':', "."),
+                topic[..topic.len() - 1].to_owned(),
+            ] {
+                assert_eq!(EventType::from_topic(&other), None, "{other}");
+            }
+        }
+        assert_eq!(
+            EventType::from_topic("biomero.eventsourcing:Task.WorkflowStarted"),
+            None
+        );
+        assert_eq!(
+            EventType::from_topic("biomero.eventsourcing:WorkflowRun.TaskStarted"),
+            None
+        );
     }
 }

@@ -275,7 +275,10 @@ pub(crate) fn decode_update(ty: EventType, state: &[u8]) -> Option<(DateTime<Utc
     if rest != b"\"}" {
         return None;
     }
-    let timestamp = parse_timestamp(std::str::from_utf8(time).ok()?)?;
+    let timestamp = match parse_utc_isoformat(time) {
+        Some(t) => t,
+        None => parse_timestamp(std::str::from_utf8(time).ok()?)?,
+    };
     let text = Value::Str(std::str::from_utf8(text).ok()?.to_owned());
     Some((
         timestamp,

@@ -227,6 +227,14 @@ pub fn shift_placeholders(sql: &str, offset: usize) -> String {
     out
 }
 
+/// What [`Tx::scan_history`] lends each event to: its version, topic and
+/// state.
+pub type HistoryFn<'f> = dyn FnMut(i64, &str, &[u8]) -> Result<()> + 'f;
+
+/// What [`Tx::scan_aggregate`] lends each event to: its notification id,
+/// version, topic and state.
+pub type AggregateRowFn<'f> = dyn FnMut(i64, i64, &str, &[u8]) -> Result<()> + 'f;
+
 /// One open transaction. SQL text uses `$1, $2, ...` placeholders on both
 /// backends.
 pub trait Tx {
@@ -235,21 +243,51 @@ pub trait Tx {
     /// An aggregate's events in version order, with their notification ids.
     fn load_events(&mut self, originator_id: Uuid) -> Result<Vec<Notification>>;
 
+    /// An aggregate's events from version `from` on, in version order, lent
+    /// one at a time to `f` as (notification id, version, topic, state)
+    /// straight from the row; without `with_ids` the id is not selected (a
+    /// column fewer per row) and is 0. Stops at `f`'s first error.
+    fn scan_aggregate(
+        &mut self,
+        originator_id: Uuid,
+        from: i64,
+        with_ids: bool,
+        f: &mut AggregateRowFn<'_>,
+    ) -> Result<()>;
+
     /// [`load_events`](Tx::load_events) from version `from` on, lent one at
-    /// a time to `f` without copying them where the backend can; stops at
-    /// `f`'s first error.
+    /// a time to `f` without copying them; stops at `f`'s first error.
     fn scan_events(
         &mut self,
         originator_id: Uuid,
         from: i64,
         f: &mut dyn FnMut(&NotificationRef<'_>) -> Result<()>,
     ) -> Result<()> {
-        for n in self.load_events(originator_id)? {
-            if n.event.originator_version >= from {
-                f(&n.as_ref())?;
-            }
-        }
-        Ok(())
+        self.scan_aggregate(originator_id, from, true, &mut |id, v, topic, state| {
+            f(&NotificationRef {
+                id,
+                originator_id,
+                originator_version: v,
+                topic,
+                state,
+            })
+        })
+    }
+
+    /// An aggregate's history from version `from` on, as a repository
+    /// reads it: each event's version, topic and state, in version order,
+    /// lent one at a time to `f` (no notification ids: a column fewer per
+    /// row than [`scan_events`](Tx::scan_events)); stops at `f`'s first
+    /// error.
+    fn scan_history(
+        &mut self,
+        originator_id: Uuid,
+        from: i64,
+        f: &mut HistoryFn<'_>,
+    ) -> Result<()> {
+        self.scan_aggregate(originator_id, from, false, &mut |_, v, topic, state| {
+            f(v, topic, state)
+        })
     }
 
     /// The events a query over the events table selects, as columns `id,

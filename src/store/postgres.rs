@@ -12,8 +12,8 @@ use crate::store::schema::EVENTS_TABLE;
 use crate::store::session::{holder_text, wait_for, Session};
 use crate::store::url::PostgresTarget;
 use crate::store::{
-    select_row, shift_placeholders, AnyCell, AnyRows, Backend, EventStore, Kind, NoRow,
-    Notification, NotificationRef, Sql, StoredEvent, Tx,
+    select_row, shift_placeholders, AggregateRowFn, AnyCell, AnyRows, Backend, EventStore, Kind,
+    NoRow, Notification, Sql, StoredEvent, Tx,
 };
 use crate::sys::process::ProcessLocal;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -1104,29 +1104,36 @@ impl Tx for PgTx<'_> {
         Backend::Postgres
     }
 
-    fn scan_events(
+    fn scan_aggregate(
         &mut self,
         originator_id: Uuid,
         from: i64,
-        f: &mut dyn FnMut(&NotificationRef<'_>) -> Result<()>,
+        with_ids: bool,
+        f: &mut AggregateRowFn<'_>,
     ) -> Result<()> {
         self.ready()?;
+        let first = if with_ids { "id, " } else { "" };
         let stmt = self.statement(&format!(
-            "SELECT id, originator_version, topic, state FROM {EVENTS_TABLE} \
+            "SELECT {first}originator_version, topic, state FROM {EVENTS_TABLE} \
              WHERE originator_id = $1 AND originator_version >= $2 ORDER BY originator_version"
         ))?;
+        let at = usize::from(with_ids);
         for r in self
             .client
             .query(&stmt, &[&originator_id, &from])
             .map_err(pg_err)?
         {
-            f(&NotificationRef {
-                id: r.try_get(0).map_err(pg_err)?,
-                originator_id,
-                originator_version: r.try_get(1).map_err(pg_err)?,
-                topic: r.try_get::<_, &str>(2).map_err(pg_err)?,
-                state: r.try_get::<_, &[u8]>(3).map_err(pg_err)?,
-            })?;
+            let id = if with_ids {
+                r.try_get(0).map_err(pg_err)?
+            } else {
+                0
+            };
+            f(
+                id,
+                r.try_get(at).map_err(pg_err)?,
+                r.try_get::<_, &str>(at + 1).map_err(pg_err)?,
+                r.try_get::<_, &[u8]>(at + 2).map_err(pg_err)?,
+            )?;
         }
         Ok(())
     }

@@ -18,8 +18,8 @@ use crate::store::schema::EVENTS_TABLE;
 use crate::store::session::{holder_text, wait_for, Session};
 use crate::store::url::{SqliteLocation, Synchronous};
 use crate::store::{
-    AnyCell, AnyRows, Backend, EventStore, Kind, Notification, NotificationRef, Sql, StoredEvent,
-    Tx,
+    AggregateRowFn, AnyCell, AnyRows, Backend, EventStore, Kind, Notification, NotificationRef,
+    Sql, StoredEvent, Tx,
 };
 use crate::sys::process::ProcessLocal;
 use chrono::NaiveDateTime;
@@ -846,44 +846,47 @@ impl Tx for SqliteTx<'_> {
         Backend::Sqlite
     }
 
-    fn scan_events(
+    fn scan_aggregate(
         &mut self,
         originator_id: Uuid,
         from: i64,
-        f: &mut dyn FnMut(&NotificationRef<'_>) -> Result<()>,
+        with_ids: bool,
+        f: &mut AggregateRowFn<'_>,
     ) -> Result<()> {
+        let first = if with_ids { "id, " } else { "" };
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT id, originator_version, topic, state FROM {EVENTS_TABLE} \
+                "SELECT {first}originator_version, topic, state FROM {EVENTS_TABLE} \
                  WHERE originator_id = ?1 AND originator_version >= ?2 ORDER BY originator_version"
             ))
             .map_err(sql_err)?;
         let mut rows = stmt
             .query(rusqlite::params![&originator_id.as_bytes()[..], from])
             .map_err(sql_err)?;
+        let at = usize::from(with_ids);
         while let Some(r) = rows.next().map_err(sql_err)? {
             let bad = |what: &str| Error::Database {
                 backend: "sqlite",
                 message: format!("{EVENTS_TABLE}: {what} is not what the event store writes"),
             };
+            let id = if with_ids {
+                r.get(0).map_err(sql_err)?
+            } else {
+                0
+            };
+            let version = r.get(at).map_err(sql_err)?;
             let topic = r
-                .get_ref(2)
+                .get_ref(at + 1)
                 .map_err(sql_err)?
                 .as_str()
                 .map_err(|_| bad("topic"))?;
             let state = r
-                .get_ref(3)
+                .get_ref(at + 2)
                 .map_err(sql_err)?
                 .as_blob()
                 .map_err(|_| bad("state"))?;
-            f(&NotificationRef {
-                id: r.get(0).map_err(sql_err)?,
-                originator_id,
-                originator_version: r.get(1).map_err(sql_err)?,
-                topic,
-                state,
-            })?;
+            f(id, version, topic, state)?;
         }
         Ok(())
     }
