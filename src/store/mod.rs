@@ -386,8 +386,9 @@ pub trait Tx {
     }
 
     /// The whole transaction in one round trip: BEGIN and the log's lock,
-    /// `check` (a SELECT, with its parameters and the kinds of its
-    /// columns), the insert of `events`, the queued statements and COMMIT.
+    /// `check` (a one-row SELECT, with its parameters and the kinds of its
+    /// columns, run before the insert draws an id), the insert of `events`,
+    /// the queued statements and COMMIT.
     /// The check refuses by dividing by zero; the insert refuses (the same
     /// way) when a version of `events` is taken. Refused, nothing is written
     /// and this fails with [`Error::NotInOneTrip`]. Returns the events'

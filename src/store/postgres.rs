@@ -593,23 +593,26 @@ fn guarded_insert_sql(n: usize) -> String {
 /// [`APPENDED_LAST_ID`](crate::store::APPENDED_LAST_ID)).
 const APPENDED_SETTING: &str = "biomero_rs.appended";
 
-/// [`guarded_insert_sql`] for [`Tx::commit_in_one`]: when a version is
-/// taken it divides by zero (an error, so that nothing after it in the
-/// round trip runs) before any id is drawn. It leaves the last id it drew
-/// in [`APPENDED_SETTING`] for the rest of the transaction, so that the
-/// statements after it read that one value instead of each looking up the
-/// log's end.
-fn one_trip_insert_sql(n: usize) -> String {
-    let rows = event_rows(n);
+/// [`guarded_insert_sql`] for [`Tx::commit_in_one`], with its check: one
+/// statement. The check (a one-row SELECT whose parameters come first) and
+/// the guard, when a version is taken, divide by zero (an error, so that
+/// nothing after it in the round trip runs) before any id is drawn; both
+/// see the log as it was before the insert (the statement's snapshot). It
+/// answers each id drawn with the check's columns after it (from the
+/// third on), and leaves the last id in [`APPENDED_SETTING`] for the rest
+/// of the transaction, so that the statements after it read that one value
+/// instead of each looking up the log's end.
+fn one_trip_insert_sql(check: &str, check_params: usize, n: usize) -> String {
+    let rows = shift_placeholders(&event_rows(n).join(", "), check_params);
     format!(
-        "WITH v (o, n, t, s, k) AS (VALUES {}), \
+        "WITH c AS ({check}), v (o, n, t, s, k) AS (VALUES {rows}), \
          g AS (SELECT 1 / (NOT EXISTS (SELECT 1 FROM {EVENTS_TABLE} e \
          JOIN v w ON e.originator_id = w.o AND e.originator_version >= w.n))::int AS ok), \
          i AS (INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) \
-         SELECT v.o, v.n, v.t, v.s FROM v CROSS JOIN g WHERE g.ok = 1 ORDER BY v.k RETURNING id) \
-         SELECT i.id, set_config('{APPENDED_SETTING}', (SELECT max(id) FROM i)::text, true) \
-         FROM i ORDER BY i.id",
-        rows.join(", ")
+         SELECT v.o, v.n, v.t, v.s FROM v CROSS JOIN g CROSS JOIN c WHERE g.ok = 1 \
+         ORDER BY v.k RETURNING id) \
+         SELECT i.id, set_config('{APPENDED_SETTING}', (SELECT max(id) FROM i)::text, true), c.* \
+         FROM i CROSS JOIN c ORDER BY i.id"
     )
 }
 
@@ -802,13 +805,11 @@ impl PgTx<'_> {
             return Err(Error::NotInOneTrip);
         }
         // Each statement answers with one CommandComplete; these say which
-        // answers are the check's and the insert's.
+        // answer is the insert's.
         let mut text = format!("{begin}; ");
         let mut at = begin.split(';').count(); // statements so far
         let before = self.prepared.next;
-        at += self.execute_text(check, check_params, &mut text);
-        let check_at = at - 1;
-        let sql = one_trip_insert_sql(events.len());
+        let sql = one_trip_insert_sql(check, check_params.len(), events.len());
         let (name, new) = self.prepared.name(&sql);
         if new {
             text.push_str(&format!("PREPARE {name} AS {sql}; "));
@@ -817,6 +818,10 @@ impl PgTx<'_> {
         text.push_str("EXECUTE ");
         text.push_str(&name);
         text.push('(');
+        for p in check_params {
+            literal(p, &mut text);
+            text.push_str(", ");
+        }
         for (i, e) in events.iter().enumerate() {
             if i > 0 {
                 text.push_str(", ");
@@ -872,9 +877,8 @@ impl PgTx<'_> {
             backend: "postgres",
             message: "the server answered fewer statements than were sent".into(),
         };
-        let ids = statements
-            .get(insert_at)
-            .ok_or_else(missing)?
+        let inserted = statements.get(insert_at).ok_or_else(missing)?;
+        let ids = inserted
             .iter()
             .map(|r| match text_cell(r.get(0), Kind::Int)? {
                 Sql::Int(i) => Ok(i),
@@ -884,18 +888,19 @@ impl PgTx<'_> {
         // Each group's statement answers one row (a PREPARE none).
         let counts = statements.get(insert_at + 1..at).unwrap_or(&[]);
         log_no_rows(&groups, counts.iter().filter_map(|rows| rows.first()));
-        let check_rows = statements
-            .get(check_at)
-            .ok_or_else(missing)?
-            .iter()
+        // The check's one row, after the id and the setting.
+        let check_rows = inserted
+            .first()
             .map(|r| {
                 check_kinds
                     .iter()
                     .enumerate()
-                    .map(|(i, k)| text_cell(r.get(i), *k))
-                    .collect()
+                    .map(|(i, k)| text_cell(r.get(i + 2), *k))
+                    .collect::<Result<Vec<Sql>>>()
             })
-            .collect::<Result<Vec<Vec<Sql>>>>()?;
+            .transpose()?
+            .into_iter()
+            .collect();
         Ok((ids, check_rows))
     }
 
