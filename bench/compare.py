@@ -92,6 +92,7 @@ latency); the ratios are what carries over.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -841,6 +842,19 @@ class Bench:
         d = tempfile.mkdtemp(dir=self.tmp)
         return os.path.join(d, "bench.db")
 
+    @contextlib.contextmanager
+    def fresh_db(self, backend, sqlite_path=None):
+        """The URL of a fresh database: an SQLite file (``sqlite_path`` or a
+        new one), or a Postgres database dropped afterwards."""
+        if backend == "sqlite":
+            yield f"sqlite:///{sqlite_path or self.fresh_sqlite()}"
+            return
+        name = self.fresh_pg()
+        try:
+            yield f"{self.opts.pg}/{name}"
+        finally:
+            self.drop_pg(name)
+
     def pg_admin(self, sql):
         import psycopg2
 
@@ -902,19 +916,10 @@ class Bench:
         command, on a scratch database with its default settings."""
         o = self.opts
         path = os.path.join(self.tmp, f"same_writes_{backend}.json")
-        name = None
-        if backend == "sqlite":
-            url = f"sqlite:///{self.fresh_sqlite()}"
-        else:
-            name = self.fresh_pg()
-            url = f"{o.pg}/{name}"
-        try:
+        with self.fresh_db(backend) as url:
             t0 = time.time()
             r = self.worker("prep_same_writes", backend=backend, url=url, n_workflows=o.workflows,
                             seed=o.seed, out_path=path)
-        finally:
-            if name:
-                self.drop_pg(name)
         log(f"[{backend}] same writes recorded: {r['commands']} commands, {r['events']} event rows, "
             f"{r['rows']} row upserts, {r['deleted']} deletes ({time.time() - t0:.1f} s)")
         self.plans[backend] = (path, r)
@@ -1005,61 +1010,47 @@ class Bench:
         return out
 
     def get_bench(self, backend):
+        def one_task(url):
+            ref_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+            c = [("biomero_rs", "rs", url, False), ("biomero_rs cold", "rs_cold", url, False),
+                 ("reference", "ref", ref_url, False)]
+            if self.base_env is not None:
+                c.insert(1, ("biomero_rs" + BASELINE, "rs", url, True))
+            return c
+
+        def spread(url):
+            c = [(COLD_SPREAD, "rs_cold", url, False)]
+            if self.base_env is not None:
+                c.append((COLD_SPREAD + BASELINE, "rs_cold", url, True))
+            return c
+
+        out = {}
+        self.get_rounds(backend, 0, one_task, out)
+        # The same task in a log of many aggregates: its 1,000 events among
+        # those of 9 other tasks (10,000 in all), as in a database with
+        # several workflows (on Postgres with its statistics refreshed).
+        self.get_rounds(backend, SPREAD_OTHERS, spread, out)
+        return out
+
+    def get_rounds(self, backend, others, contenders, out):
+        """Gets of a 1,000-event task (``worker_prep_get`` with ``others``)
+        on a fresh database, by each of ``contenders(url)`` (label, impl,
+        url, baseline?) in every round, the order reversed every other
+        round; the latencies go to ``out[label]``."""
         o = self.opts
         path = self.fresh_sqlite()
-        if backend == "sqlite":
-            url = f"sqlite:///{path}"
-            ref_url, name = url, None
-        else:
-            name = self.fresh_pg()
-            url = f"{o.pg}/{name}"
-            ref_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
-        try:
-            task = self.worker("prep_get", url=url, n_events=1000, sqlite_path=path)["task"]
-            out = {}
+        with self.fresh_db(backend, path) as url:
+            task = self.worker("prep_get", url=url, n_events=1000, sqlite_path=path,
+                               others=others)["task"]
+            if others and backend == "postgres":
+                analyze_pg(url)
             for rnd in range(o.rounds):
-                order = [("biomero_rs", "rs", url, False), ("biomero_rs cold", "rs_cold", url, False),
-                         ("reference", "ref", ref_url, False)]
-                if self.base_env is not None:
-                    order.insert(1, ("biomero_rs" + BASELINE, "rs", url, True))
+                order = contenders(url)
                 if rnd % 2:
                     order.reverse()
                 for label, impl, u, base in order:
                     r = self.worker("get", base=base, impl=impl, url=u, task_hex=task, reps=o.get_reps)
                     out.setdefault(label, []).extend(r["lat"])
-        finally:
-            if name:
-                self.drop_pg(name)
-        # The same task in a log of many aggregates: its 1,000 events among
-        # those of 9 other tasks (10,000 in all), as in a database with
-        # several workflows; on Postgres the planner then reads it through
-        # the aggregate index (on a log of one task it scans and sorts).
-        path = self.fresh_sqlite()
-        name = None
-        if backend == "sqlite":
-            url = f"sqlite:///{path}"
-        else:
-            name = self.fresh_pg()
-            url = f"{o.pg}/{name}"
-        try:
-            task = self.worker("prep_get", url=url, n_events=1000, sqlite_path=path,
-                               others=SPREAD_OTHERS)["task"]
-            if backend == "postgres":
-                analyze_pg(url)
-            for rnd in range(o.rounds):
-                order = [(COLD_SPREAD, False)]
-                if self.base_env is not None:
-                    order.append((COLD_SPREAD + BASELINE, True))
-                if rnd % 2:
-                    order.reverse()
-                for label, base in order:
-                    r = self.worker("get", base=base, impl="rs_cold", url=url, task_hex=task,
-                                    reps=o.get_reps)
-                    out.setdefault(label, []).extend(r["lat"])
-            return out
-        finally:
-            if name:
-                self.drop_pg(name)
 
     def run(self, backends):
         results = {}  # (backend, label) -> {"rates": [...], "lat": [...], "info":..., "counts": [...]}
